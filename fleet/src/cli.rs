@@ -1,0 +1,40 @@
+//! Command-line parsing and dispatch. Each subcommand lives in its own module under `cmd`.
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+use crate::cmd;
+
+/// Flotilla: GitOps for a fleet of Kubernetes clusters.
+#[derive(Debug, Parser)]
+#[command(name = "flotilla", version, about, long_about = None)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Build a kustomization directory and print it, as `kubectl kustomize DIR` does.
+    Kustomize(cmd::kustomize::KustomizeArgs),
+    /// Serve kubesim, a Kubernetes API test double, and write a kubeconfig for it.
+    Sim(cmd::sim::SimArgs),
+}
+
+/// Parses the command line, runs the subcommand and turns its outcome into an exit code.
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    cmd::init_process();
+    let outcome = match cli.command {
+        Command::Kustomize(args) => cmd::kustomize::run(args),
+        Command::Sim(args) => cmd::sim::run(args),
+    };
+    match outcome {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("error: {error:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
