@@ -1,0 +1,1 @@
+//! The agent side of the fleet connection: one long-lived mutual-TLS websocket to the fleet server.

@@ -1,0 +1,1 @@
+//! Sources: Git repositories fetched into artifacts that consumers receive by message.
