@@ -20,6 +20,14 @@ pub enum Command {
     Kustomize(cmd::kustomize::KustomizeArgs),
     /// Serve kubesim, a Kubernetes API test double, and write a kubeconfig for it.
     Sim(cmd::sim::SimArgs),
+    /// Set up the fleet: `fleet init` creates its CA and credentials.
+    Fleet(cmd::fleet::FleetArgs),
+    /// Register or remove clusters and issue their agents' certificates.
+    Cluster(cmd::cluster::ClusterArgs),
+    /// Run the fleet server.
+    Serve(cmd::serve::ServeArgs),
+    /// Show clusters and their objects, as `flux get` does, fleet-wide.
+    Get(cmd::get::GetArgs),
 }
 
 /// Parses the command line, runs the subcommand and turns its outcome into an exit code.
@@ -29,6 +37,10 @@ pub fn main() -> ExitCode {
     let outcome = match cli.command {
         Command::Kustomize(args) => cmd::kustomize::run(args),
         Command::Sim(args) => cmd::sim::run(args),
+        Command::Fleet(args) => cmd::fleet::run(args),
+        Command::Cluster(args) => cmd::cluster::run(args),
+        Command::Serve(args) => cmd::serve::run(args),
+        Command::Get(args) => cmd::get::run(args),
     };
     match outcome {
         Ok(()) => ExitCode::SUCCESS,

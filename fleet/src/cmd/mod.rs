@@ -1,6 +1,10 @@
 //! One module per subcommand; each exposes its clap `Args` and a `run` function.
 
+pub mod cluster;
+pub mod fleet;
+pub mod get;
 pub mod kustomize;
+pub mod serve;
 pub mod sim;
 
 /// Process-wide set-up shared by every subcommand: the one rustls crypto provider (aws-lc-rs)
