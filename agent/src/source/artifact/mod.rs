@@ -15,6 +15,21 @@ pub use extract::extract;
 pub use ignore::IgnoreRules;
 pub use store::{ArtifactStore, SourceKey, StoredArtifact};
 
+/// Archives the tree of `commit` into `store` as the newest artifact of `source`.
+pub fn package(
+    store: &ArtifactStore,
+    source: &SourceKey,
+    repo: &gix::Repository,
+    commit: gix::ObjectId,
+    revision: &str,
+    spec_ignore: Option<&str>,
+    limits: ArchiveLimits,
+) -> Result<StoredArtifact> {
+    store.put(source, revision, |out| {
+        write_archive(repo, commit, spec_ignore, limits, out).map(drop)
+    })
+}
+
 /// What can go wrong building, storing or extracting an artifact.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
