@@ -1,0 +1,297 @@
+//! Field specs (which fields of which kinds a transformer touches) and the transformer
+//! configuration: kustomize's defaults, extended by `configurations` and `crds`.
+
+use std::sync::OnceLock;
+
+use crate::error::{Error, Result};
+use crate::resource::Gvk;
+use crate::yaml::{Limits, Node, parse_documents};
+
+/// One field of some kinds.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct FieldSpec {
+    pub gvk: Gvk,
+    pub path: String,
+    pub create: bool,
+}
+
+impl FieldSpec {
+    pub fn new(path: &str, create: bool) -> FieldSpec {
+        FieldSpec {
+            gvk: Gvk::default(),
+            path: path.to_string(),
+            create,
+        }
+    }
+
+    /// Whether the spec applies to an object of this kind (empty selector fields match all).
+    pub fn matches(&self, gvk: &Gvk) -> bool {
+        gvk.is_selected_by(&self.gvk)
+    }
+}
+
+/// Referrers of one kind: the fields that hold names of objects of kind `gvk`.
+#[derive(Clone, Debug)]
+pub struct NameBackRef {
+    pub gvk: Gvk,
+    pub referrers: Vec<FieldSpec>,
+}
+
+/// The field specs of every builtin transformer.
+#[derive(Clone, Debug, Default)]
+pub struct TransformerConfig {
+    pub name_prefix: Vec<FieldSpec>,
+    pub name_suffix: Vec<FieldSpec>,
+    pub namespace: Vec<FieldSpec>,
+    pub common_labels: Vec<FieldSpec>,
+    pub template_labels: Vec<FieldSpec>,
+    pub common_annotations: Vec<FieldSpec>,
+    pub name_reference: Vec<NameBackRef>,
+    pub var_reference: Vec<FieldSpec>,
+    pub images: Vec<FieldSpec>,
+    pub replicas: Vec<FieldSpec>,
+}
+
+fn merge_specs(into: &mut Vec<FieldSpec>, more: Vec<FieldSpec>) {
+    for fs in more {
+        if !into.iter().any(|f| f.gvk == fs.gvk && f.path == fs.path) {
+            into.push(fs);
+        }
+    }
+}
+
+fn text(n: &Node, key: &str) -> String {
+    n.str_at(&[key]).unwrap_or("").to_string()
+}
+
+pub(crate) fn gvk_of(n: &Node) -> Gvk {
+    Gvk {
+        group: text(n, "group"),
+        version: text(n, "version"),
+        kind: text(n, "kind"),
+    }
+}
+
+fn specs(n: Option<&Node>) -> Vec<FieldSpec> {
+    n.and_then(Node::as_seq)
+        .map(|items| {
+            items
+                .iter()
+                .map(|i| FieldSpec {
+                    gvk: gvk_of(i),
+                    path: text(i, "path"),
+                    create: i.get("create").and_then(Node::as_str) == Some("true"),
+                })
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+impl TransformerConfig {
+    /// Reads a configuration document (the format of kustomize's `configurations` files).
+    pub fn from_node(n: &Node) -> TransformerConfig {
+        let mut c = TransformerConfig {
+            name_prefix: specs(n.get("namePrefix")),
+            name_suffix: specs(n.get("nameSuffix")),
+            namespace: specs(n.get("namespace")),
+            common_labels: specs(n.get("commonLabels")),
+            template_labels: specs(n.get("templateLabels")),
+            common_annotations: specs(n.get("commonAnnotations")),
+            var_reference: specs(n.get("varReference")),
+            images: specs(n.get("images")),
+            replicas: specs(n.get("replicas")),
+            name_reference: Vec::new(),
+        };
+        for r in n
+            .get("nameReference")
+            .and_then(Node::as_seq)
+            .map(Vec::as_slice)
+            .unwrap_or(&[])
+        {
+            c.add_back_ref(NameBackRef {
+                gvk: gvk_of(r),
+                referrers: specs(r.get("fieldSpecs")),
+            });
+        }
+        c
+    }
+
+    pub(crate) fn add_back_ref(&mut self, b: NameBackRef) {
+        if let Some(existing) = self.name_reference.iter_mut().find(|e| e.gvk == b.gvk) {
+            merge_specs(&mut existing.referrers, b.referrers);
+        } else {
+            self.name_reference.push(b);
+        }
+    }
+
+    /// Adds another configuration's specs (duplicates dropped).
+    pub fn merge(&mut self, o: TransformerConfig) {
+        merge_specs(&mut self.name_prefix, o.name_prefix);
+        merge_specs(&mut self.name_suffix, o.name_suffix);
+        merge_specs(&mut self.namespace, o.namespace);
+        merge_specs(&mut self.common_labels, o.common_labels);
+        merge_specs(&mut self.template_labels, o.template_labels);
+        merge_specs(&mut self.common_annotations, o.common_annotations);
+        merge_specs(&mut self.var_reference, o.var_reference);
+        merge_specs(&mut self.images, o.images);
+        merge_specs(&mut self.replicas, o.replicas);
+        for b in o.name_reference {
+            self.add_back_ref(b);
+        }
+    }
+
+    /// kustomize's builtin configuration.
+    pub fn defaults() -> &'static TransformerConfig {
+        static DEFAULTS: OnceLock<TransformerConfig> = OnceLock::new();
+        DEFAULTS.get_or_init(|| {
+            let docs = parse_documents(include_str!("builtin/fieldspecs.yaml"), Limits::default())
+                .unwrap_or_default();
+            docs.into_iter()
+                .flatten()
+                .next()
+                .map(|d| TransformerConfig::from_node(&d))
+                .unwrap_or_default()
+        })
+    }
+}
+
+/// Splits a field-spec path on `/`, keeping bracketed parts (`[a/b]`) whole.
+pub fn split_path(path: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut cur = String::new();
+    let mut depth = 0;
+    for c in path.chars() {
+        match c {
+            '[' => {
+                depth += 1;
+                cur.push(c);
+            }
+            ']' => {
+                depth -= 1;
+                cur.push(c);
+            }
+            '/' if depth == 0 => out.push(std::mem::take(&mut cur)),
+            c => cur.push(c),
+        }
+    }
+    out.push(cur);
+    out
+}
+
+/// What to create at the end of a missing path.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Create {
+    Scalar,
+    Map,
+}
+
+/// Calls `f` on every node a field spec's path reaches in `obj` (creating missing fields when
+/// the spec says so). Sequences on the way are entered element by element.
+pub fn apply(
+    obj: &mut Node,
+    fs: &FieldSpec,
+    create: Option<Create>,
+    f: &mut dyn FnMut(&mut Node) -> Result<()>,
+) -> Result<()> {
+    let path = split_path(&fs.path);
+    walk(obj, &path, fs.create, create, f)
+}
+
+fn walk(
+    node: &mut Node,
+    path: &[String],
+    create_ok: bool,
+    create: Option<Create>,
+    f: &mut dyn FnMut(&mut Node) -> Result<()>,
+) -> Result<()> {
+    let Some((head, rest)) = path.split_first() else {
+        return f(node);
+    };
+    match node {
+        Node::Seq(items) => {
+            for it in items {
+                walk(it, path, create_ok, create, f)?;
+            }
+            Ok(())
+        }
+        Node::Map(_) => {
+            let (field, is_seq) = match head.strip_suffix("[]") {
+                Some(h) => (h, true),
+                None => (head.as_str(), false),
+            };
+            let can_create = create_ok && create.is_some() && !is_seq;
+            if node.get(field).is_none() {
+                if !can_create {
+                    return Ok(());
+                }
+                let new = if rest.is_empty() && create == Some(Create::Scalar) {
+                    Node::null()
+                } else {
+                    Node::map()
+                };
+                node.set(field, new);
+            }
+            let Some(child) = node.get_mut(field) else {
+                return Ok(());
+            };
+            if child.is_null() {
+                if is_seq {
+                    *child = Node::Seq(Vec::new());
+                } else if can_create && !(rest.is_empty() && create == Some(Create::Scalar)) {
+                    *child = Node::map();
+                } else if !rest.is_empty() {
+                    return Ok(());
+                }
+            }
+            walk(child, rest, create_ok, create, f)
+        }
+        Node::Scalar(_) if node.is_null() => Ok(()),
+        Node::Scalar(_) => Err(Error::msg(format!(
+            "expected sequence or mapping node at path element {head}"
+        ))),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_hold_every_builtin_transformer() {
+        let d = TransformerConfig::defaults();
+        assert!(d.common_labels.len() > 20);
+        assert!(d.name_reference.iter().any(|b| b.gvk.kind == "ConfigMap"));
+        assert_eq!(d.name_prefix, vec![FieldSpec::new("metadata/name", false)]);
+    }
+
+    #[test]
+    fn paths_enter_sequences_and_create_maps() {
+        let mut n = crate::yaml::parse_documents(
+            "spec:\n  containers:\n  - image: a\n  - image: b\n",
+            Limits::default(),
+        )
+        .expect("yaml")
+        .remove(0)
+        .expect("doc");
+        let mut seen = Vec::new();
+        apply(
+            &mut n,
+            &FieldSpec::new("spec/containers[]/image", true),
+            Some(Create::Scalar),
+            &mut |v| {
+                seen.push(v.as_str().unwrap_or("").to_string());
+                Ok(())
+            },
+        )
+        .expect("walks");
+        assert_eq!(seen, ["a", "b"]);
+        apply(
+            &mut n,
+            &FieldSpec::new("metadata/labels", true),
+            Some(Create::Map),
+            &mut |_| Ok(()),
+        )
+        .expect("creates");
+        assert!(n.get_path(&["metadata", "labels"]).is_some());
+    }
+}

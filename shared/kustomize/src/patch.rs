@@ -1,0 +1,797 @@
+//! Patches: strategic merge (kyaml's merge2 semantics, as kustomize v5 applies them) and
+//! JSON 6902, with kustomize's target selectors.
+
+use regex::Regex;
+
+use crate::build::{Acc, Builder, read_yaml};
+use crate::error::{Error, Result};
+use crate::kustomization::{Patch, Selector};
+use crate::resource::{Gvk, Object, ResId};
+use crate::schema::{Field, Schema};
+use crate::yaml::{Limits, Node, Tag, parse_documents};
+
+#[derive(Clone, Copy)]
+enum Sch<'a> {
+    None,
+    Def(&'a str),
+    List(&'a Field),
+}
+
+fn child<'a>(s: Sch<'a>, field: &str) -> Sch<'a> {
+    let Sch::Def(d) = s else { return Sch::None };
+    match Schema::get().field(d, field) {
+        Some(f) if f.kind == b'o' => f.reference.as_deref().map(Sch::Def).unwrap_or(Sch::None),
+        Some(f) if f.kind == b'a' => Sch::List(f),
+        _ => Sch::None,
+    }
+}
+
+fn tagged_null(n: &Node) -> bool {
+    n.is_null()
+}
+
+enum Directive {
+    Merge,
+    Replace,
+    Delete,
+}
+
+fn map_directive(n: &mut Node) -> Result<Directive> {
+    let Some(v) = n.get("$patch").and_then(Node::as_str).map(str::to_string) else {
+        return Ok(Directive::Merge);
+    };
+    n.remove("$patch");
+    match v.as_str() {
+        "delete" => Ok(Directive::Delete),
+        "replace" => Ok(Directive::Replace),
+        "merge" => Ok(Directive::Merge),
+        other => Err(Error::msg(format!("unknown patch strategy '{other}'"))),
+    }
+}
+
+fn seq_directive(items: &mut Vec<Node>) -> Result<Directive> {
+    let Some(i) = items
+        .iter()
+        .position(|e| e.as_map().is_some_and(|m| m.len() == 1) && e.get("$patch").is_some())
+    else {
+        return Ok(Directive::Merge);
+    };
+    let v = items[i]
+        .get("$patch")
+        .and_then(Node::as_str)
+        .unwrap_or("")
+        .to_string();
+    let d = match v.as_str() {
+        "delete" => Directive::Delete,
+        "replace" => Directive::Replace,
+        "merge" => Directive::Merge,
+        other => return Err(Error::msg(format!("unknown patch strategy '{other}'"))),
+    };
+    items.remove(i);
+    Ok(d)
+}
+
+/// Merges `src` (the patch) into `dest`; `None` means the field is removed.
+fn merge(dest: Option<Node>, src: Option<Node>, s: Sch, depth: usize) -> Result<Option<Node>> {
+    if depth > 200 {
+        return Err(Error::msg("patch nests too deeply"));
+    }
+    let dest_live = dest.as_ref().filter(|d| !d.is_null());
+    let src_live = src.as_ref().filter(|d| !d.is_null());
+    let kind_of = dest_live.or(src_live);
+    match kind_of {
+        None | Some(Node::Map(_)) => {
+            let mut src = src;
+            if dest_live.is_none() {
+                let Some(mut o) = src.take() else {
+                    return Ok(dest);
+                };
+                if let Node::Map(_) = o {
+                    if matches!(map_directive(&mut o)?, Directive::Delete) {
+                        return Ok(None);
+                    }
+                    let fields: Vec<String> = o
+                        .as_map()
+                        .map(|m| m.iter().map(|(k, _)| k.clone()).collect())
+                        .unwrap_or_default();
+                    let mut out = Node::map();
+                    for f in fields {
+                        let v = o.get(&f).cloned();
+                        if let Some(v) = merge(None, v, child(s, &f), depth + 1)? {
+                            out.set(&f, v);
+                        }
+                    }
+                    return Ok(Some(out));
+                }
+                // A null patch for a missing field: drop it.
+                return Ok(if o.is_null() { None } else { Some(o) });
+            }
+            let Some(mut d) = dest else { return Ok(None) };
+            let Some(mut o) = src else { return Ok(Some(d)) };
+            if tagged_null(&o) {
+                return Ok(None);
+            }
+            if !matches!(o, Node::Map(_)) {
+                return Ok(Some(o));
+            }
+            match map_directive(&mut o)? {
+                Directive::Delete => return Ok(None),
+                Directive::Replace => return merge(None, Some(o), s, depth + 1),
+                Directive::Merge => {}
+            }
+            let mut names: Vec<String> = Vec::new();
+            for m in [d.as_map(), o.as_map()].into_iter().flatten() {
+                for (k, _) in m {
+                    if !names.contains(k) {
+                        names.push(k.clone());
+                    }
+                }
+            }
+            names.sort();
+            for f in names {
+                let dv = d.get(&f).cloned();
+                let ov = o.get(&f).cloned();
+                match merge(dv, ov, child(s, &f), depth + 1)? {
+                    Some(v) => d.set(&f, v),
+                    None => {
+                        d.remove(&f);
+                    }
+                }
+            }
+            Ok(Some(d))
+        }
+        Some(Node::Seq(_)) => {
+            let assoc = matches!(s, Sch::List(f) if f.strategy.split(',').any(|x| x == "merge"));
+            if !assoc {
+                return Ok(match src {
+                    Some(o) if tagged_null(&o) => None,
+                    Some(o) => Some(o),
+                    None => dest,
+                });
+            }
+            let Sch::List(field) = s else { return Ok(dest) };
+            let elem = field
+                .reference
+                .as_deref()
+                .map(Sch::Def)
+                .unwrap_or(Sch::None);
+            let Some(mut o) = src else { return Ok(dest) };
+            if tagged_null(&o) {
+                return Ok(None);
+            }
+            let Node::Seq(src_items) = &mut o else {
+                return Ok(Some(o));
+            };
+            match seq_directive(src_items)? {
+                Directive::Delete => return Ok(None),
+                Directive::Replace => return Ok(Some(o)),
+                Directive::Merge => {}
+            }
+            let src_items = std::mem::take(src_items);
+            let dest_items = match dest_live {
+                Some(Node::Seq(items)) => items.clone(),
+                _ => Vec::new(),
+            };
+            if dest_live.is_none() {
+                // Still process directives inside the new elements.
+                let mut out = Vec::new();
+                for it in src_items {
+                    if let Some(v) = merge(None, Some(it), elem, depth + 1)? {
+                        out.push(v);
+                    }
+                }
+                return Ok(Some(Node::Seq(out)));
+            }
+            merge_assoc(dest_items, src_items, &field.keys, elem, depth).map(|v| Some(Node::Seq(v)))
+        }
+        Some(Node::Scalar(_)) => Ok(match src {
+            Some(o) if tagged_null(&o) => None,
+            Some(o) => Some(o),
+            None => dest,
+        }),
+    }
+}
+
+fn key_values(e: &Node, keys: &[String]) -> Vec<String> {
+    keys.iter()
+        .map(|k| {
+            if k.is_empty() {
+                e.as_str().unwrap_or("").to_string()
+            } else {
+                e.get(k).and_then(Node::as_str).unwrap_or("").to_string()
+            }
+        })
+        .collect()
+}
+
+fn matches_values(e: &Node, keys: &[String], values: &[String]) -> bool {
+    keys.iter().zip(values).all(|(k, v)| {
+        if k.is_empty() {
+            e.as_str() == Some(v.as_str())
+        } else {
+            e.get(k).and_then(Node::as_str).unwrap_or("") == v
+        }
+    })
+}
+
+fn merge_assoc(
+    mut dest: Vec<Node>,
+    src: Vec<Node>,
+    keys: &[String],
+    elem: Sch,
+    depth: usize,
+) -> Result<Vec<Node>> {
+    let primitive = src
+        .iter()
+        .chain(dest.iter())
+        .all(|e| matches!(e, Node::Scalar(_)));
+    let keys: Vec<String> = if primitive {
+        vec![String::new()]
+    } else if keys.is_empty() {
+        let assoc = [
+            "name",
+            "mountPath",
+            "devicePath",
+            "ip",
+            "type",
+            "topologyKey",
+            "containerPort",
+        ];
+        let k = assoc
+            .iter()
+            .find(|k| src.iter().chain(dest.iter()).all(|e| e.get(k).is_some()))
+            .ok_or_else(|| Error::msg("no merge key found for field"))?;
+        vec![k.to_string()]
+    } else {
+        keys.to_vec()
+    };
+    let mut values: Vec<Vec<String>> = Vec::new();
+    for e in src.iter().chain(dest.iter()) {
+        let v = key_values(e, &keys);
+        if !values.contains(&v) {
+            values.push(v);
+        }
+    }
+    if keys.len() > 1 {
+        let n = values.len();
+        for i in 0..n {
+            for j in 0..n {
+                let (a, b) = (&values[i], &values[j]);
+                let mut common = false;
+                let mut res = Vec::new();
+                let mut ok = true;
+                for (x, y) in a.iter().zip(b) {
+                    if x == y {
+                        common = true;
+                        res.push(x.clone());
+                    } else if !x.is_empty() && !y.is_empty() {
+                        ok = false;
+                        break;
+                    } else {
+                        res.push(if x.is_empty() { y.clone() } else { x.clone() });
+                    }
+                }
+                if ok && common {
+                    values[i] = res.clone();
+                    values[j] = res;
+                }
+            }
+        }
+        let mut dedup: Vec<Vec<String>> = Vec::new();
+        for v in values {
+            if !dedup.contains(&v) {
+                dedup.push(v);
+            }
+        }
+        values = dedup;
+    }
+    let valid: Vec<bool> = (0..keys.len())
+        .map(|i| values.iter().any(|v| !v[i].is_empty()))
+        .collect();
+    let any_valid = valid.iter().any(|v| *v);
+    let mut items: Vec<(Vec<String>, Vec<String>, Node)> = Vec::new();
+    for v in &values {
+        let (vk, vv): (Vec<String>, Vec<String>) = if any_valid {
+            keys.iter()
+                .zip(v)
+                .zip(&valid)
+                .filter(|(_, ok)| **ok)
+                .map(|((k, x), _)| (k.clone(), x.clone()))
+                .unzip()
+        } else {
+            (keys.clone(), v.clone())
+        };
+        let d = dest.iter().find(|e| matches_values(e, &vk, &vv)).cloned();
+        let o = src.iter().find(|e| matches_values(e, &vk, &vv)).cloned();
+        let merged = merge(d, o, elem, depth + 1)?;
+        match merged {
+            None => dest.retain(|e| !matches_values(e, &vk, &vv)),
+            Some(Node::Map(m)) if m.is_empty() => dest.retain(|e| !matches_values(e, &vk, &vv)),
+            Some(mut val) => {
+                for (k, x) in vk.iter().zip(&vv) {
+                    if !k.is_empty() && val.get(k).is_none() && !x.is_empty() {
+                        val.set(k, Node::plain(x.clone()));
+                    }
+                }
+                items.push((vk, vv, val));
+            }
+        }
+    }
+    // kustomize prepends: patch elements first, then the remaining ones in their order.
+    let mut out: Vec<(Vec<String>, Vec<String>, Node)> = items;
+    for e in dest {
+        if !out.iter().any(|(k, v, _)| matches_values(&e, k, v)) {
+            out.push((Vec::new(), Vec::new(), e));
+        }
+    }
+    Ok(out.into_iter().map(|(_, _, n)| n).collect())
+}
+
+/// Applies a strategic merge patch to an object; `false` when the patch deleted it.
+pub(crate) fn apply_smp(
+    o: &mut Object,
+    patch: &Node,
+    allow_name: bool,
+    allow_kind: bool,
+) -> Result<bool> {
+    let (name, ns, kind) = (
+        o.name().to_string(),
+        o.namespace().to_string(),
+        o.kind().to_string(),
+    );
+    let schema = Schema::get();
+    let def = schema.type_def(o.api_version(), o.kind()).or_else(|| {
+        schema.type_def(
+            patch.str_at(&["apiVersion"]).unwrap_or(""),
+            patch.str_at(&["kind"]).unwrap_or(""),
+        )
+    });
+    let s = def.map(Sch::Def).unwrap_or(Sch::None);
+    let node = std::mem::replace(&mut o.node, Node::map());
+    match merge(Some(node), Some(patch.clone()), s, 0)? {
+        None => Ok(false),
+        Some(n) if n.as_map().is_some_and(|m| m.is_empty()) => Ok(false),
+        Some(n) => {
+            o.node = n;
+            if allow_name || allow_kind {
+                o.store_previous_id();
+            }
+            if !allow_kind {
+                o.node.set("kind", Node::str(kind));
+            }
+            if !allow_name {
+                o.set_name(&name);
+            }
+            if ns.is_empty() {
+                if let Some(m) = o.node.get_mut("metadata")
+                    && m.get("namespace").is_some()
+                {
+                    m.remove("namespace");
+                }
+            } else {
+                o.set_namespace(&ns);
+            }
+            Ok(true)
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// JSON 6902
+
+fn unescape(tok: &str) -> String {
+    tok.replace("~1", "/").replace("~0", "~")
+}
+
+fn pointer(path: &str) -> Result<Vec<String>> {
+    if path.is_empty() {
+        return Ok(Vec::new());
+    }
+    let Some(rest) = path.strip_prefix('/') else {
+        return Err(Error::msg(format!(
+            "JSON pointer must be empty or start with a \"/\": {path}"
+        )));
+    };
+    Ok(rest.split('/').map(unescape).collect())
+}
+
+fn get_ptr<'a>(n: &'a Node, toks: &[String]) -> Option<&'a Node> {
+    toks.iter().try_fold(n, |n, t| match n {
+        Node::Map(_) => n.get(t),
+        Node::Seq(items) => t.parse::<usize>().ok().and_then(|i| items.get(i)),
+        _ => None,
+    })
+}
+
+fn get_ptr_mut<'a>(n: &'a mut Node, toks: &[String]) -> Option<&'a mut Node> {
+    let mut cur = n;
+    for t in toks {
+        cur = match cur {
+            Node::Map(_) => cur.get_mut(t)?,
+            Node::Seq(items) => items.get_mut(t.parse::<usize>().ok()?)?,
+            _ => return None,
+        };
+    }
+    Some(cur)
+}
+
+fn add(doc: &mut Node, path: &str, value: Node) -> Result<()> {
+    let toks = pointer(path)?;
+    let Some((last, parent)) = toks.split_last() else {
+        *doc = value;
+        return Ok(());
+    };
+    let p = get_ptr_mut(doc, parent).ok_or_else(|| {
+        Error::msg(format!(
+            "add operation does not apply: doc is missing path: \"{path}\": missing value"
+        ))
+    })?;
+    match p {
+        Node::Map(_) => {
+            p.set(last, value);
+            Ok(())
+        }
+        Node::Seq(items) => {
+            let i = if last == "-" {
+                items.len()
+            } else {
+                last.parse::<usize>()
+                    .map_err(|_| Error::msg(format!("add operation: invalid index in {path}")))?
+            };
+            if i > items.len() {
+                return Err(Error::msg(format!(
+                    "add operation does not apply: index out of range in {path}"
+                )));
+            }
+            items.insert(i, value);
+            Ok(())
+        }
+        _ => Err(Error::msg(format!(
+            "add operation does not apply: doc is missing path: \"{path}\""
+        ))),
+    }
+}
+
+fn remove(doc: &mut Node, path: &str) -> Result<Node> {
+    let toks = pointer(path)?;
+    let Some((last, parent)) = toks.split_last() else {
+        return Err(Error::msg("remove of the whole document"));
+    };
+    let missing = || {
+        Error::msg(format!(
+            "remove operation does not apply: doc is missing path: \"{path}\": missing value"
+        ))
+    };
+    let p = get_ptr_mut(doc, parent).ok_or_else(missing)?;
+    match p {
+        Node::Map(_) => p.remove(last).ok_or_else(missing),
+        Node::Seq(items) => {
+            let i = last.parse::<usize>().map_err(|_| missing())?;
+            if i >= items.len() {
+                return Err(missing());
+            }
+            Ok(items.remove(i))
+        }
+        _ => Err(missing()),
+    }
+}
+
+fn json_equal(a: &Node, b: &Node) -> bool {
+    crate::yaml::go_json(a).ok() == crate::yaml::go_json(b).ok()
+}
+
+pub(crate) fn apply_json6902(doc: &mut Node, ops: &Node) -> Result<()> {
+    let Some(ops) = ops.as_seq() else {
+        return Err(Error::msg("json patch is not a list of operations"));
+    };
+    for op in ops {
+        let kind = op.str_at(&["op"]).unwrap_or("");
+        let path = op.str_at(&["path"]).unwrap_or("");
+        let value = || {
+            op.get("value")
+                .cloned()
+                .ok_or_else(|| Error::msg(format!("{kind} operation has no value")))
+        };
+        match kind {
+            "add" => add(doc, path, value()?)?,
+            "remove" => {
+                remove(doc, path)?;
+            }
+            "replace" => {
+                let toks = pointer(path)?;
+                let slot = get_ptr_mut(doc, &toks).ok_or_else(|| {
+                    Error::msg(format!("replace operation does not apply: doc is missing key: {path}: missing value"))
+                })?;
+                *slot = value()?;
+            }
+            "move" | "copy" => {
+                let from = op.str_at(&["from"]).unwrap_or("");
+                let v = if kind == "move" {
+                    remove(doc, from)?
+                } else {
+                    get_ptr(doc, &pointer(from)?).cloned().ok_or_else(|| {
+                        Error::msg(format!(
+                            "copy operation does not apply: doc is missing from path: {from}"
+                        ))
+                    })?
+                };
+                add(doc, path, v)?;
+            }
+            "test" => {
+                let cur = get_ptr(doc, &pointer(path)?);
+                let want = op.get("value").cloned().unwrap_or_else(Node::null);
+                let ok = match cur {
+                    Some(c) => json_equal(c, &want),
+                    None => want.is_null(),
+                };
+                if !ok {
+                    return Err(Error::msg(format!(
+                        "testing value {path} failed: test failed"
+                    )));
+                }
+            }
+            other => return Err(Error::msg(format!("Unexpected kind: {other}"))),
+        }
+    }
+    Ok(())
+}
+
+// ---------------------------------------------------------------------------------------------
+// Selection and application
+
+fn anchored(p: &str) -> Result<Option<Regex>> {
+    if p.is_empty() {
+        return Ok(None);
+    }
+    Regex::new(&format!("^(?:{p})$"))
+        .map(Some)
+        .map_err(|e| Error::msg(format!("invalid selector regex {p}: {e}")))
+}
+
+/// A Kubernetes label selector (`a=b,c!=d,e in (x,y),!f,g`).
+pub(crate) fn label_selector_matches(sel: &str, labels: &[(String, String)]) -> Result<bool> {
+    let get = |k: &str| {
+        labels
+            .iter()
+            .find(|(lk, _)| lk == k)
+            .map(|(_, v)| v.as_str())
+    };
+    let mut parts = Vec::new();
+    let mut depth = 0;
+    let mut cur = String::new();
+    for c in sel.chars() {
+        match c {
+            '(' => {
+                depth += 1;
+                cur.push(c)
+            }
+            ')' => {
+                depth -= 1;
+                cur.push(c)
+            }
+            ',' if depth == 0 => parts.push(std::mem::take(&mut cur)),
+            c => cur.push(c),
+        }
+    }
+    parts.push(cur);
+    for p in parts.iter().map(|p| p.trim()).filter(|p| !p.is_empty()) {
+        let ok = if let Some((k, v)) = p.split_once("!=") {
+            get(k.trim()) != Some(v.trim())
+        } else if let Some((k, v)) = p.split_once("==").or_else(|| p.split_once('=')) {
+            get(k.trim()) == Some(v.trim())
+        } else if let Some(k) = p.strip_prefix('!') {
+            get(k.trim()).is_none()
+        } else if let Some((k, rest)) = p.split_once(" notin ") {
+            let set: Vec<&str> = rest
+                .trim()
+                .trim_start_matches('(')
+                .trim_end_matches(')')
+                .split(',')
+                .map(str::trim)
+                .collect();
+            get(k.trim()).is_none_or(|v| !set.contains(&v))
+        } else if let Some((k, rest)) = p.split_once(" in ") {
+            let set: Vec<&str> = rest
+                .trim()
+                .trim_start_matches('(')
+                .trim_end_matches(')')
+                .split(',')
+                .map(str::trim)
+                .collect();
+            get(k.trim()).is_some_and(|v| set.contains(&v))
+        } else {
+            get(p).is_some()
+        };
+        if !ok {
+            return Ok(false);
+        }
+    }
+    Ok(true)
+}
+
+pub(crate) fn select(objs: &[Object], s: &Selector) -> Result<Vec<usize>> {
+    let name = anchored(&s.name)?;
+    let ns = anchored(&s.namespace)?;
+    let sel_gvk = Gvk {
+        group: s.group.clone(),
+        version: s.version.clone(),
+        kind: s.kind.clone(),
+    };
+    let mut out = Vec::new();
+    for (i, o) in objs.iter().enumerate() {
+        let org = crate::build::org_id(o);
+        let cur = o.cur_id();
+        if let Some(re) = &ns
+            && !re.is_match(&org.namespace)
+            && !re.is_match(&cur.namespace)
+        {
+            continue;
+        }
+        if let Some(re) = &name
+            && !re.is_match(&org.name)
+            && !re.is_match(&cur.name)
+        {
+            continue;
+        }
+        if !cur.gvk.is_selected_by(&sel_gvk) {
+            continue;
+        }
+        if !s.label_selector.is_empty()
+            && !label_selector_matches(&s.label_selector, &o.meta_map("labels"))?
+        {
+            continue;
+        }
+        if !s.annotation_selector.is_empty()
+            && !label_selector_matches(&s.annotation_selector, &o.meta_map("annotations"))?
+        {
+            continue;
+        }
+        out.push(i);
+    }
+    Ok(out)
+}
+
+fn patch_id(p: &Node) -> ResId {
+    ResId {
+        gvk: Gvk::from_api_version(
+            p.str_at(&["apiVersion"]).unwrap_or(""),
+            p.str_at(&["kind"]).unwrap_or(""),
+        ),
+        name: p.str_at(&["metadata", "name"]).unwrap_or("").to_string(),
+        namespace: p
+            .str_at(&["metadata", "namespace"])
+            .unwrap_or("")
+            .to_string(),
+    }
+}
+
+fn find_by_any_id(objs: &[Object], id: &ResId) -> Result<usize> {
+    let m: Vec<usize> = objs
+        .iter()
+        .enumerate()
+        .filter(|(_, o)| {
+            o.node.as_map().is_some_and(|m| !m.is_empty()) && o.all_ids().any(|i| i.equals(id))
+        })
+        .map(|(i, _)| i)
+        .collect();
+    match m.as_slice() {
+        [one] => Ok(*one),
+        [] => Err(Error::msg(format!(
+            "no resource matches strategic merge patch \"{id}\": no matches for Id {id}; failed to find unique target for patch {id}"
+        ))),
+        _ => Err(Error::msg(format!(
+            "multiple matches for Id {id}; failed to find unique target for patch {id}"
+        ))),
+    }
+}
+
+fn patch_docs(b: &Builder, dir: &str, p: &Patch) -> Result<(Vec<Node>, String)> {
+    match (&p.path, &p.patch) {
+        (Some(path), _) if !path.is_empty() => {
+            let f = b.file_in(dir, path)?;
+            Ok((read_yaml(b.fs, &f, b.opts.limits)?, f))
+        }
+        (_, Some(text)) => {
+            let docs = parse_documents(text, Limits::default()).map_err(|source| Error::Yaml {
+                file: "inline patch".into(),
+                source,
+            })?;
+            Ok((
+                docs.into_iter()
+                    .flatten()
+                    .filter(|d| !d.is_null())
+                    .collect(),
+                "inline patch".into(),
+            ))
+        }
+        _ => Err(Error::msg("patch has neither a path nor an inline patch")),
+    }
+}
+
+/// One entry of `patches` (or legacy `patchesJson6902`).
+pub(crate) fn apply_patch(b: &Builder, dir: &str, p: &Patch, acc: &mut Acc) -> Result<()> {
+    let (docs, file) = patch_docs(b, dir, p)?;
+    if let [ops @ Node::Seq(_)] = docs.as_slice() {
+        let Some(target) = &p.target else {
+            return Err(Error::msg(format!(
+                "must specify a target for JSON patch {file}"
+            )));
+        };
+        for i in select(&acc.objs, target)? {
+            apply_json6902(&mut acc.objs[i].node, ops)?;
+        }
+        return Ok(());
+    }
+    for d in &docs {
+        if !matches!(d, Node::Map(_)) {
+            return Err(Error::msg(format!(
+                "unable to parse SM or JSON patch from {file}"
+            )));
+        }
+        match &p.target {
+            None => {
+                let i = find_by_any_id(&acc.objs, &patch_id(d))?;
+                if !apply_smp(
+                    &mut acc.objs[i],
+                    d,
+                    p.allow_name_change,
+                    p.allow_kind_change,
+                )? {
+                    acc.objs.remove(i);
+                }
+            }
+            Some(t) => {
+                let mut idx = select(&acc.objs, t)?;
+                idx.reverse();
+                for i in idx {
+                    if !apply_smp(
+                        &mut acc.objs[i],
+                        d,
+                        p.allow_name_change,
+                        p.allow_kind_change,
+                    )? {
+                        acc.objs.remove(i);
+                    }
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Legacy `patchesStrategicMerge`: file paths or inline YAML.
+pub(crate) fn strategic_merge_legacy(
+    b: &Builder,
+    dir: &str,
+    entries: &[String],
+    acc: &mut Acc,
+) -> Result<()> {
+    for e in entries {
+        let is_file = crate::fs::join(dir, e)
+            .ok()
+            .and_then(|p| b.fs.kind(&p))
+            .is_some();
+        let p = if is_file || !e.contains('\n') {
+            Patch {
+                path: Some(e.clone()),
+                ..Default::default()
+            }
+        } else {
+            Patch {
+                patch: Some(e.clone()),
+                ..Default::default()
+            }
+        };
+        let (docs, _) = patch_docs(b, dir, &p)?;
+        for d in &docs {
+            let i = find_by_any_id(&acc.objs, &patch_id(d))?;
+            if !apply_smp(&mut acc.objs[i], d, false, false)? {
+                acc.objs.remove(i);
+            }
+        }
+    }
+    Ok(())
+}
+
+#[allow(dead_code)]
+fn _tag_used(_: Tag) {}

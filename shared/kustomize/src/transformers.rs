@@ -1,0 +1,375 @@
+//! The field-spec driven builtin transformers: namespace, name prefix/suffix, labels,
+//! annotations, replicas and images.
+
+use regex::Regex;
+
+use crate::error::{Error, Result};
+use crate::fieldspec::{Create, FieldSpec, TransformerConfig, apply};
+use crate::kustomization::{Image, Kustomization};
+use crate::resource::Object;
+use crate::yaml::{Node, Tag};
+
+/// Sets a scalar the way kyaml's `FieldSetter` does: the new text keeps the old node's quoting.
+pub(crate) fn set_scalar_keep_style(n: &mut Node, value: &str) {
+    let quoted = matches!(n, Node::Scalar(s) if s.tag == Tag::Str);
+    *n = if quoted {
+        Node::str(value)
+    } else {
+        Node::plain(value)
+    };
+}
+
+pub(crate) fn namespace(objs: &mut [Object], ns: &str, cfg: &TransformerConfig) -> Result<()> {
+    for o in objs.iter_mut() {
+        if o.node.as_map().is_none_or(|m| m.is_empty()) {
+            continue;
+        }
+        o.store_previous_id();
+        let gvk = o.gvk();
+        if !gvk.is_cluster_scoped() {
+            o.set_namespace(ns);
+        }
+        let is_rb = gvk.kind == "RoleBinding" || gvk.kind == "ClusterRoleBinding";
+        if is_rb && let Some(subjects) = o.node.get_mut("subjects").and_then(Node::as_seq_mut) {
+            for s in subjects {
+                if s.str_at(&["name"]) == Some("default") {
+                    s.set("namespace", Node::str(ns));
+                }
+            }
+        }
+        let api_version = o.api_version().to_string();
+        for fs in &cfg.namespace {
+            if fs.path == "metadata/namespace"
+                || (fs.path == "metadata/name" && api_version != "v1")
+            {
+                continue;
+            }
+            if is_rb && fs.path == "subjects/namespace" {
+                continue;
+            }
+            if !fs.matches(&gvk) {
+                continue;
+            }
+            apply(&mut o.node, fs, Some(Create::Scalar), &mut |n| {
+                if matches!(n, Node::Map(_) | Node::Seq(_)) {
+                    return Err(Error::msg("namespace field specs must target scalar nodes"));
+                }
+                *n = Node::str(ns);
+                Ok(())
+            })?;
+        }
+    }
+    Ok(())
+}
+
+pub(crate) fn prefix_suffix(
+    objs: &mut [Object],
+    affix: &str,
+    prefix: bool,
+    cfg: &TransformerConfig,
+) -> Result<()> {
+    let specs = if prefix {
+        &cfg.name_prefix
+    } else {
+        &cfg.name_suffix
+    };
+    for o in objs.iter_mut() {
+        let org = crate::build::org_id(o);
+        let skip = matches!(
+            org.gvk.kind.as_str(),
+            "CustomResourceDefinition" | "Namespace"
+        ) || (org.gvk.kind == "APIService" && org.gvk.group == "apiregistration.k8s.io");
+        if skip {
+            continue;
+        }
+        for fs in specs {
+            if !org.gvk.is_selected_by(&fs.gvk) {
+                continue;
+            }
+            if fs.path == "metadata/name" {
+                if prefix {
+                    o.prefixes.insert(0, affix.to_string());
+                } else {
+                    o.suffixes.push(affix.to_string());
+                }
+                o.store_previous_id();
+            }
+            let gvk = o.gvk();
+            if !fs.matches(&gvk) {
+                continue;
+            }
+            apply(&mut o.node, fs, None, &mut |n| {
+                if let Node::Scalar(s) = n {
+                    let v = if prefix {
+                        format!("{affix}{}", s.value)
+                    } else {
+                        format!("{}{affix}", s.value)
+                    };
+                    set_scalar_keep_style(n, &v);
+                }
+                Ok(())
+            })?;
+        }
+    }
+    Ok(())
+}
+
+fn set_entries(objs: &mut [Object], pairs: &[(String, String)], specs: &[FieldSpec]) -> Result<()> {
+    if pairs.is_empty() {
+        return Ok(());
+    }
+    let mut sorted: Vec<&(String, String)> = pairs.iter().collect();
+    sorted.sort();
+    for o in objs.iter_mut() {
+        let gvk = o.gvk();
+        for fs in specs {
+            if !fs.matches(&gvk) {
+                continue;
+            }
+            apply(&mut o.node, fs, Some(Create::Map), &mut |n| {
+                if n.is_null() {
+                    *n = Node::map();
+                }
+                if !matches!(n, Node::Map(_)) {
+                    return Err(Error::msg(format!(
+                        "wrong node kind: expected MappingNode at {}",
+                        fs.path
+                    )));
+                }
+                for (k, v) in &sorted {
+                    n.set(k, Node::str(v.as_str()));
+                }
+                Ok(())
+            })?;
+        }
+    }
+    Ok(())
+}
+
+fn merge_specs(base: &[FieldSpec], more: &[FieldSpec]) -> Vec<FieldSpec> {
+    let mut out = base.to_vec();
+    for fs in more {
+        if !out.iter().any(|f| f.gvk == fs.gvk && f.path == fs.path) {
+            out.push(fs.clone());
+        }
+    }
+    out
+}
+
+pub(crate) fn labels(
+    objs: &mut [Object],
+    k: &Kustomization,
+    cfg: &TransformerConfig,
+) -> Result<()> {
+    for l in &k.labels {
+        let own: Vec<FieldSpec> = l
+            .fields
+            .as_ref()
+            .and_then(Node::as_seq)
+            .map(|items| {
+                items
+                    .iter()
+                    .map(|i| FieldSpec {
+                        gvk: crate::fieldspec::gvk_of(i),
+                        path: i.str_at(&["path"]).unwrap_or("").to_string(),
+                        create: i.str_at(&["create"]) == Some("true"),
+                    })
+                    .collect()
+            })
+            .unwrap_or_default();
+        let specs = if l.include_selectors {
+            merge_specs(&own, &cfg.common_labels)
+        } else {
+            let mut s = own;
+            if l.include_templates {
+                s = merge_specs(&s, &cfg.template_labels);
+            }
+            merge_specs(&s, &[FieldSpec::new("metadata/labels", true)])
+        };
+        set_entries(objs, &l.pairs, &specs)?;
+    }
+    set_entries(objs, &k.common_labels, &cfg.common_labels)
+}
+
+pub(crate) fn annotations(
+    objs: &mut [Object],
+    pairs: &[(String, String)],
+    cfg: &TransformerConfig,
+) -> Result<()> {
+    set_entries(objs, pairs, &cfg.common_annotations)
+}
+
+pub(crate) fn replicas(
+    objs: &mut [Object],
+    name: &str,
+    count: &Node,
+    cfg: &TransformerConfig,
+) -> Result<()> {
+    for o in objs.iter_mut() {
+        let org = crate::build::org_id(o);
+        if o.name() != name && org.name != name {
+            continue;
+        }
+        let gvk = o.gvk();
+        for fs in &cfg.replicas {
+            if !fs.matches(&gvk) {
+                continue;
+            }
+            apply(&mut o.node, fs, Some(Create::Scalar), &mut |n| {
+                *n = match count {
+                    Node::Scalar(s) => Node::plain(s.value.clone()),
+                    other => other.clone(),
+                };
+                Ok(())
+            })?;
+        }
+    }
+    Ok(())
+}
+
+/// Splits an image reference into name, tag and digest as kustomize does.
+fn split_image(image: &str) -> (String, String, String) {
+    let slash = image.find('/').filter(|&i| i > 0).unwrap_or(0);
+    let search = &image[slash..];
+    let id = search.find('@');
+    let ic = search.find(':');
+    match (id, ic) {
+        (None, None) => (image.to_string(), String::new(), String::new()),
+        (Some(d), c) if c.is_none_or(|c| d < c) => {
+            let d = d + slash;
+            (
+                image[..d].to_string(),
+                String::new(),
+                image[d + 1..].to_string(),
+            )
+        }
+        (Some(d), Some(c)) => {
+            let (d, c) = (d + slash, c + slash);
+            (
+                image[..c].to_string(),
+                image[c + 1..d].to_string(),
+                image[d + 1..].to_string(),
+            )
+        }
+        (_, Some(c)) => {
+            let c = c + slash;
+            (
+                image[..c].to_string(),
+                image[c + 1..].to_string(),
+                String::new(),
+            )
+        }
+        _ => (image.to_string(), String::new(), String::new()),
+    }
+}
+
+fn update_image(n: &mut Node, img: &Image, matcher: &Regex) -> Result<()> {
+    let Node::Scalar(s) = n else {
+        return Err(Error::msg("image field is not a scalar"));
+    };
+    if !matcher.is_match(&s.value) {
+        return Ok(());
+    }
+    let (mut name, mut tag, mut digest) = split_image(&s.value);
+    if let Some(nn) = img.new_name.as_deref().filter(|s| !s.is_empty()) {
+        name = nn.to_string();
+    }
+    let new_tag = img.new_tag.as_deref().unwrap_or("");
+    let new_digest = img.digest.as_deref().unwrap_or("");
+    let suffix = img.tag_suffix.as_deref().unwrap_or("");
+    if !new_tag.is_empty() && !new_digest.is_empty() {
+        tag = new_tag.into();
+        digest = new_digest.into();
+    } else if !new_tag.is_empty() {
+        tag = new_tag.into();
+        digest.clear();
+    } else if !new_digest.is_empty() {
+        tag.clear();
+        digest = new_digest.into();
+    } else if !suffix.is_empty() {
+        tag.push_str(suffix);
+        digest.clear();
+    }
+    if !tag.is_empty() {
+        name = format!("{name}:{tag}");
+    }
+    if !digest.is_empty() {
+        name = format!("{name}@{digest}");
+    }
+    set_scalar_keep_style(n, &name);
+    Ok(())
+}
+
+/// Walks every `containers`/`initContainers` list anywhere in the object (kustomize's legacy
+/// image filter, which runs before the field-spec one).
+fn legacy_images(n: &mut Node, img: &Image, matcher: &Regex) -> Result<()> {
+    match n {
+        Node::Map(entries) => {
+            for (k, v) in entries.iter_mut() {
+                legacy_images(v, img, matcher)?;
+                if (k == "containers" || k == "initContainers")
+                    && let Node::Seq(items) = v
+                {
+                    for c in items {
+                        if let Some(i) = c.get_mut("image") {
+                            update_image(i, img, matcher)?;
+                        }
+                    }
+                }
+            }
+            Ok(())
+        }
+        Node::Seq(items) => items
+            .iter_mut()
+            .try_for_each(|i| legacy_images(i, img, matcher)),
+        Node::Scalar(_) => Ok(()),
+    }
+}
+
+pub(crate) fn images(objs: &mut [Object], img: &Image, cfg: &TransformerConfig) -> Result<()> {
+    let pattern = format!(
+        "^{}(:[a-zA-Z0-9_.{{}}-]*)?(@[a-zA-Z0-9]+([.+_-][a-zA-Z0-9]+)*:[a-zA-Z0-9_.{{}}-]*)?$",
+        img.name
+    );
+    let Ok(matcher) = Regex::new(&pattern) else {
+        return Ok(());
+    };
+    for o in objs.iter_mut() {
+        if o.kind() == "CustomResourceDefinition" {
+            continue;
+        }
+        legacy_images(&mut o.node, img, &matcher)?;
+        let gvk = o.gvk();
+        for fs in &cfg.images {
+            if !fs.matches(&gvk) {
+                continue;
+            }
+            apply(&mut o.node, fs, None, &mut |n| {
+                update_image(n, img, &matcher)
+            })?;
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn image_references_split_like_kustomize() {
+        assert_eq!(split_image("nginx"), ("nginx".into(), "".into(), "".into()));
+        assert_eq!(
+            split_image("host:5000/app:1.2"),
+            ("host:5000/app".into(), "1.2".into(), "".into())
+        );
+        assert_eq!(
+            split_image("app@sha256:ab"),
+            ("app".into(), "".into(), "sha256:ab".into())
+        );
+        assert_eq!(
+            split_image("app:1@sha256:ab"),
+            ("app".into(), "1".into(), "sha256:ab".into())
+        );
+    }
+}

@@ -1,0 +1,263 @@
+//! Bounded YAML reader: events from `granit-parser` into [`Node`] documents.
+//!
+//! Aliases are expanded while reading (as go-yaml does when kubectl prints), with a budget on
+//! the number of nodes so that a billion-laughs document fails fast; nesting depth and input
+//! size are bounded too.
+
+use granit_parser::{Event, Parser, ScalarStyle};
+
+use super::node::{Node, Scalar, Tag};
+
+/// Limits applied while reading one YAML stream.
+#[derive(Clone, Copy, Debug)]
+pub struct Limits {
+    /// Largest input accepted, in bytes.
+    pub max_bytes: usize,
+    /// Deepest nesting of collections.
+    pub max_depth: usize,
+    /// Most nodes a stream may expand to (aliases count with their full size).
+    pub max_nodes: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            max_bytes: 16 << 20,
+            max_depth: 200,
+            max_nodes: 2_000_000,
+        }
+    }
+}
+
+/// Why a YAML stream could not be read.
+#[derive(Debug, thiserror::Error)]
+pub enum YamlError {
+    /// The text is not YAML.
+    #[error("yaml: line {line}: {message}")]
+    Syntax { line: usize, message: String },
+    /// The input is larger than [`Limits::max_bytes`].
+    #[error("yaml: input of {0} bytes exceeds the size limit")]
+    TooLarge(usize),
+    /// Collections nest deeper than [`Limits::max_depth`].
+    #[error("yaml: line {0}: nesting exceeds the depth limit")]
+    TooDeep(usize),
+    /// Alias expansion would exceed [`Limits::max_nodes`].
+    #[error("yaml: document expands to more than {0} nodes (alias bomb?)")]
+    TooManyNodes(usize),
+    /// An alias names no anchor.
+    #[error("yaml: line {0}: unknown anchor referenced")]
+    UnknownAnchor(usize),
+    /// The same key appears twice in one mapping.
+    #[error("yaml: line {line}: mapping key {key:?} already defined")]
+    DuplicateKey { line: usize, key: String },
+    /// A mapping key is itself a collection.
+    #[error("yaml: line {0}: collection used as a mapping key")]
+    ComplexKey(usize),
+}
+
+enum Frame {
+    Seq(Vec<Node>, usize),
+    Map {
+        entries: Vec<(String, Node)>,
+        key: Option<String>,
+        merges: Vec<Node>,
+        anchor: usize,
+        line: usize,
+    },
+}
+
+/// Reads every document of a stream. Empty documents come back as `None` entries so callers
+/// can skip them the way kustomize does.
+pub fn parse_documents(text: &str, limits: Limits) -> Result<Vec<Option<Node>>, YamlError> {
+    if text.len() > limits.max_bytes {
+        return Err(YamlError::TooLarge(text.len()));
+    }
+    let mut docs = Vec::new();
+    let mut anchors: Vec<(usize, Node)> = Vec::new();
+    let mut stack: Vec<Frame> = Vec::new();
+    let mut current: Option<Node> = None;
+    let mut budget = limits.max_nodes;
+    for item in Parser::new_from_str(text) {
+        let (event, span) = item.map_err(|e| YamlError::Syntax {
+            line: e.marker().line().saturating_sub(1).max(1),
+            message: e.info().to_string(),
+        })?;
+        let line = span.start.line();
+        let done: Option<(Node, usize)> = match event {
+            Event::StreamStart | Event::StreamEnd => None,
+            Event::DocumentStart(..) => {
+                anchors.clear();
+                current = None;
+                None
+            }
+            Event::DocumentEnd => {
+                docs.push(current.take());
+                None
+            }
+            Event::Alias(id) => {
+                let node = anchors
+                    .iter()
+                    .rev()
+                    .find(|(a, _)| *a == id)
+                    .map(|(_, n)| n.clone())
+                    .ok_or(YamlError::UnknownAnchor(line))?;
+                let w = node.weight();
+                budget = budget
+                    .checked_sub(w)
+                    .ok_or(YamlError::TooManyNodes(limits.max_nodes))?;
+                Some((node, 0))
+            }
+            Event::Scalar(value, style, anchor, tag) => {
+                budget = budget
+                    .checked_sub(1)
+                    .ok_or(YamlError::TooManyNodes(limits.max_nodes))?;
+                let tag = match tag {
+                    Some(t) if t.handle() == "tag:yaml.org,2002:" => match t.suffix() {
+                        "int" => Tag::Int,
+                        "float" => Tag::Float,
+                        "bool" => Tag::Bool,
+                        "null" => Tag::Null,
+                        _ => Tag::Str,
+                    },
+                    Some(_) => Tag::Str,
+                    None if style == ScalarStyle::Plain => Tag::Implicit,
+                    None => Tag::Str,
+                };
+                Some((
+                    Node::Scalar(Scalar {
+                        value: value.into_owned(),
+                        tag,
+                    }),
+                    anchor,
+                ))
+            }
+            Event::SequenceStart(_, anchor, _) => {
+                if stack.len() >= limits.max_depth {
+                    return Err(YamlError::TooDeep(line));
+                }
+                stack.push(Frame::Seq(Vec::new(), anchor));
+                None
+            }
+            Event::SequenceEnd => match stack.pop() {
+                Some(Frame::Seq(items, anchor)) => Some((Node::Seq(items), anchor)),
+                _ => None,
+            },
+            Event::MappingStart(_, anchor, _) => {
+                if stack.len() >= limits.max_depth {
+                    return Err(YamlError::TooDeep(line));
+                }
+                stack.push(Frame::Map {
+                    entries: Vec::new(),
+                    key: None,
+                    merges: Vec::new(),
+                    anchor,
+                    line,
+                });
+                None
+            }
+            Event::MappingEnd => match stack.pop() {
+                Some(Frame::Map {
+                    mut entries,
+                    merges,
+                    anchor,
+                    ..
+                }) => {
+                    // `<<` merges: explicit keys win over merged ones, earlier merges over later.
+                    for m in merges {
+                        let sources: Vec<Node> = match m {
+                            Node::Seq(items) => items,
+                            other => vec![other],
+                        };
+                        for src in sources {
+                            if let Node::Map(kv) = src {
+                                for (k, v) in kv {
+                                    if !entries.iter().any(|(ek, _)| *ek == k) {
+                                        entries.push((k, v));
+                                    }
+                                }
+                            }
+                        }
+                    }
+                    Some((Node::Map(entries), anchor))
+                }
+                _ => None,
+            },
+            _ => None,
+        };
+        let Some((node, anchor)) = done else { continue };
+        if anchor != 0 {
+            anchors.push((anchor, node.clone()));
+        }
+        match stack.last_mut() {
+            None => current = Some(node),
+            Some(Frame::Seq(items, _)) => items.push(node),
+            Some(Frame::Map {
+                entries,
+                key,
+                merges,
+                line: map_line,
+                ..
+            }) => match key.take() {
+                None => match node {
+                    Node::Scalar(s) => *key = Some(s.value),
+                    _ => return Err(YamlError::ComplexKey(*map_line)),
+                },
+                Some(k) => {
+                    if k == "<<" {
+                        merges.push(node);
+                    } else if entries.iter().any(|(ek, _)| *ek == k) {
+                        return Err(YamlError::DuplicateKey { line, key: k });
+                    } else {
+                        entries.push((k, node));
+                    }
+                }
+            },
+        }
+    }
+    Ok(docs)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn plain_and_quoted_scalars_keep_their_typing() {
+        let docs = parse_documents("a: 1\nb: '1'\nc: |\n  x\n", Limits::default()).expect("parses");
+        let doc = docs[0].as_ref().expect("one document");
+        assert_eq!(doc.get("a"), Some(&Node::plain("1")));
+        assert_eq!(doc.get("b"), Some(&Node::str("1")));
+        assert_eq!(doc.get("c"), Some(&Node::str("x\n")));
+    }
+
+    #[test]
+    fn a_billion_laughs_document_fails_fast() {
+        let mut text = String::from("a0: &a0 [x, x, x, x, x, x, x, x, x, x]\n");
+        for i in 1..12 {
+            let p = i - 1;
+            text.push_str(&format!(
+                "a{i}: &a{i} [*a{p}, *a{p}, *a{p}, *a{p}, *a{p}, *a{p}, *a{p}, *a{p}, *a{p}, *a{p}]\n"
+            ));
+        }
+        let err = parse_documents(&text, Limits::default()).expect_err("bounded");
+        assert!(matches!(err, YamlError::TooManyNodes(_)));
+    }
+
+    #[test]
+    fn deep_nesting_is_refused() {
+        let text = "[".repeat(1000) + &"]".repeat(1000);
+        assert!(parse_documents(&text, Limits::default()).is_err());
+    }
+
+    #[test]
+    fn merge_keys_are_expanded_with_explicit_keys_winning() {
+        let docs = parse_documents(
+            "b: &b {x: 1, y: 2}\nc:\n  <<: *b\n  y: 3\n",
+            Limits::default(),
+        )
+        .expect("parses");
+        let c = docs[0].as_ref().and_then(|d| d.get("c")).expect("c");
+        assert_eq!(c.get("x"), Some(&Node::plain("1")));
+        assert_eq!(c.get("y"), Some(&Node::plain("3")));
+    }
+}

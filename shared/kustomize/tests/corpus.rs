@@ -1,0 +1,97 @@
+//! Every kustomize case of the conformance corpus (`$FLOTILLA_CORPUS/kustomize`), built and
+//! compared byte for byte with kubectl's output (or its error).
+
+use std::path::{Path, PathBuf};
+
+use kustomize::{DiskFs, Options, build, print};
+
+/// Cases known to pass; raised as the engine grows, never lowered.
+const FLOOR: usize = 67;
+
+fn corpus_dir() -> PathBuf {
+    let base = std::env::var_os("FLOTILLA_CORPUS")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared/corpus"));
+    let dir = base.join("kustomize");
+    assert!(
+        dir.is_dir(),
+        "kustomize corpus not found at {} (set FLOTILLA_CORPUS)",
+        dir.display()
+    );
+    dir
+}
+
+fn first_difference(want: &str, got: &str) -> String {
+    for (i, (w, g)) in want.lines().zip(got.lines()).enumerate() {
+        if w != g {
+            return format!("line {}: want {:?} got {:?}", i + 1, w, g);
+        }
+    }
+    format!(
+        "length: want {} lines, got {}",
+        want.lines().count(),
+        got.lines().count()
+    )
+}
+
+fn run_case(dir: &Path) -> Result<(), String> {
+    let case: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(dir.join("case.json")).map_err(|e| format!("case.json: {e}"))?,
+    )
+    .map_err(|e| format!("case.json: {e}"))?;
+    let entry = case["entry"].as_str().ok_or("case.json has no entry")?;
+    let fs = DiskFs::new(dir).map_err(|e| e.to_string())?;
+    let opts = Options {
+        generate_missing_kustomization: case["no_kustomization"].as_bool() == Some(true),
+        ..Default::default()
+    };
+    let result = build(&fs, entry, &opts).and_then(|objs| print(&objs));
+    if case["expect"].as_str() == Some("error") {
+        let want = case["error_contains"].as_str().unwrap_or("");
+        return match result {
+            Ok(_) => Err(format!(
+                "expected an error containing {want:?}, build succeeded"
+            )),
+            Err(e) if e.to_string().contains(want) => Ok(()),
+            Err(e) => Err(format!("error {:?} lacks {want:?}", e.to_string())),
+        };
+    }
+    let want = std::fs::read_to_string(dir.join("expected.yaml")).map_err(|e| e.to_string())?;
+    match result {
+        Ok(got) if got == want => Ok(()),
+        Ok(got) => Err(first_difference(&want, &got)),
+        Err(e) => Err(format!("build failed: {e}")),
+    }
+}
+
+#[test]
+fn every_corpus_case_builds_as_kubectl_builds_it() {
+    let mut cases: Vec<PathBuf> = std::fs::read_dir(corpus_dir())
+        .expect("corpus readable")
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.join("case.json").is_file())
+        .collect();
+    cases.sort();
+    let mut passed = 0;
+    for c in &cases {
+        let name = c
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        match run_case(c) {
+            Ok(()) => {
+                passed += 1;
+                println!("PASS {name}");
+            }
+            Err(why) => {
+                let why: String = why.chars().take(300).collect();
+                println!("FAIL {name}: {why}");
+            }
+        }
+    }
+    println!("{passed}/{} corpus cases pass (floor {FLOOR})", cases.len());
+    assert!(
+        passed >= FLOOR,
+        "{passed} cases pass, below the floor of {FLOOR}"
+    );
+}
