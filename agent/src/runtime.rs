@@ -1,0 +1,102 @@
+//! Starting and stopping a whole agent: the cluster client, telemetry, and the actors.
+//!
+//! # Guarantees
+//! The agent never exits because the API server is unreachable: it retries the first
+//! contact with backoff and logs each failure, so that an agent started before its cluster
+//! is up (or during an outage) converges once the cluster answers.
+
+use std::future::Future;
+use std::time::Duration;
+
+use kube::config::{KubeConfigOptions, Kubeconfig};
+use kube::{Client, Config};
+
+use crate::config::AgentConfig;
+use crate::telemetry::{self, Metrics, Readiness, TelemetryError};
+
+/// Why the agent could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    /// The kubeconfig could not be read or has no usable context.
+    #[error("kubeconfig: {0}")]
+    Kubeconfig(#[source] kube::config::KubeconfigError),
+    /// Neither a kubeconfig nor an in-cluster service account was found.
+    #[error("no cluster configuration: {0}")]
+    Infer(#[source] kube::config::InferConfigError),
+    /// The client could not be built from the configuration (e.g. bad TLS material).
+    #[error("building the Kubernetes client: {0}")]
+    Client(#[source] kube::Error),
+    #[error("storage directory {path}: {source}")]
+    Storage {
+        path: std::path::PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error(transparent)]
+    Telemetry(#[from] TelemetryError),
+}
+
+/// Builds the Kubernetes client from `--kubeconfig`, or `KUBECONFIG`/in-cluster config.
+pub async fn kube_client(config: &AgentConfig) -> Result<Client, StartError> {
+    let options = KubeConfigOptions {
+        context: config.context.clone(),
+        ..KubeConfigOptions::default()
+    };
+    let kube_config = match &config.kubeconfig {
+        Some(path) => {
+            let kubeconfig = Kubeconfig::read_from(path).map_err(StartError::Kubeconfig)?;
+            Config::from_custom_kubeconfig(kubeconfig, &options)
+                .await
+                .map_err(StartError::Kubeconfig)?
+        }
+        None if config.context.is_some() => Config::from_kubeconfig(&options)
+            .await
+            .map_err(StartError::Kubeconfig)?,
+        None => Config::infer().await.map_err(StartError::Infer)?,
+    };
+    Client::try_from(kube_config).map_err(StartError::Client)
+}
+
+/// Waits until the API server answers, retrying with capped exponential backoff.
+async fn wait_for_api_server(client: &Client) -> String {
+    let mut delay = Duration::from_millis(200);
+    loop {
+        match client.apiserver_version().await {
+            Ok(info) => return info.git_version,
+            Err(error) => {
+                tracing::warn!(%error, retry_in = ?delay, "the API server does not answer yet");
+                tokio::time::sleep(delay).await;
+                delay = (delay * 2).min(Duration::from_secs(30));
+            }
+        }
+    }
+}
+
+/// Runs an agent until `shutdown` completes.
+pub async fn run(
+    config: AgentConfig,
+    shutdown: impl Future<Output = ()>,
+) -> Result<(), StartError> {
+    let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
+    std::fs::create_dir_all(&config.storage_dir).map_err(|source| StartError::Storage {
+        path: config.storage_dir.clone(),
+        source,
+    })?;
+    let client = kube_client(&config).await?;
+    let metrics = Metrics::new()?;
+    let readiness = Readiness::default();
+    let (telemetry_server, metrics_addr) =
+        telemetry::serve(config.metrics_addr, metrics.clone(), readiness.clone())?;
+    let telemetry_handle = telemetry_server.handle();
+    actix_web::rt::spawn(telemetry_server);
+    tracing::info!(%metrics_addr, "serving /metrics, /healthz and /readyz");
+
+    let server_version = wait_for_api_server(&client).await;
+    tracing::info!(%server_version, "connected to the cluster");
+    readiness.set_ready();
+
+    shutdown.await;
+    tracing::info!("shutting down");
+    telemetry_handle.stop(true).await;
+    Ok(())
+}
