@@ -1,0 +1,151 @@
+//! Object metadata conventions: names, timestamps, ages.
+
+use chrono::{DateTime, SecondsFormat, Utc};
+
+/// The RFC 3339 second-precision UTC form of `metav1.Time`.
+pub fn now() -> String {
+    Utc::now().to_rfc3339_opts(SecondsFormat::Secs, true)
+}
+
+/// Parses a `metav1.Time`.
+pub fn parse_time(s: &str) -> Option<DateTime<Utc>> {
+    DateTime::parse_from_rfc3339(s)
+        .ok()
+        .map(|t| t.with_timezone(&Utc))
+}
+
+const DNS1123_SUBDOMAIN: &str = "a lowercase RFC 1123 subdomain must consist of lower case alphanumeric characters, '-' or '.', and must start and end with an alphanumeric character (e.g. 'example.com', regex used for validation is '[a-z0-9]([-a-z0-9]*[a-z0-9])?(\\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*')";
+const DNS1123_LABEL: &str = "a lowercase RFC 1123 label must consist of lower case alphanumeric characters or '-', and must start and end with an alphanumeric character (e.g. 'my-name',  or '123-abc', regex used for validation is '[a-z0-9]([-a-z0-9]*[a-z0-9])?')";
+
+fn is_label(s: &str) -> bool {
+    !s.is_empty()
+        && s.len() <= 63
+        && s.bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+        && !s.starts_with('-')
+        && !s.ends_with('-')
+}
+
+/// The errors kube-apiserver reports for a name, by the rule the kind uses: DNS-1123 labels
+/// for namespaces and services, subdomains for most others.
+pub fn name_errors(name: &str, label_only: bool) -> Vec<String> {
+    let mut errs = Vec::new();
+    if label_only {
+        if name.len() > 63 {
+            errs.push("must be no more than 63 characters".to_string());
+        }
+        if !is_label(name) {
+            errs.push(DNS1123_LABEL.to_string());
+        }
+    } else {
+        if name.len() > 253 {
+            errs.push("must be no more than 253 characters".to_string());
+        }
+        if !name.split('.').all(is_label) {
+            errs.push(DNS1123_SUBDOMAIN.to_string());
+        }
+    }
+    errs
+}
+
+/// Kinds whose names must be DNS-1123 labels rather than subdomains.
+pub fn label_named(resource: &str) -> bool {
+    matches!(
+        resource,
+        "namespaces"
+            | "services"
+            | "deployments"
+            | "statefulsets"
+            | "daemonsets"
+            | "replicasets"
+            | "jobs"
+            | "cronjobs"
+    )
+}
+
+/// kubectl's human-readable age (`5s`, `3m20s`, `4h`, `2d3h`, `3y`), so Table cells read as a
+/// real server's do.
+pub fn human_duration(secs: i64) -> String {
+    if secs < -1 {
+        return "<invalid>".into();
+    }
+    if secs < 0 {
+        return "0s".into();
+    }
+    if secs < 120 {
+        return format!("{secs}s");
+    }
+    let minutes = secs / 60;
+    if minutes < 10 {
+        let s = secs % 60;
+        return if s == 0 {
+            format!("{minutes}m")
+        } else {
+            format!("{minutes}m{s}s")
+        };
+    }
+    if minutes < 180 {
+        return format!("{minutes}m");
+    }
+    let hours = secs / 3600;
+    if hours < 8 {
+        let m = minutes % 60;
+        return if m == 0 {
+            format!("{hours}h")
+        } else {
+            format!("{hours}h{m}m")
+        };
+    }
+    if hours < 48 {
+        return format!("{hours}h");
+    }
+    if hours < 24 * 8 {
+        let h = hours % 24;
+        return if h == 0 {
+            format!("{}d", hours / 24)
+        } else {
+            format!("{}d{h}h", hours / 24)
+        };
+    }
+    if hours < 24 * 365 * 2 {
+        return format!("{}d", hours / 24);
+    }
+    if hours < 24 * 365 * 8 {
+        let d = (hours / 24) % 365;
+        return if d == 0 {
+            format!("{}y", hours / 24 / 365)
+        } else {
+            format!("{}y{d}d", hours / 24 / 365)
+        };
+    }
+    format!("{}y", hours / 24 / 365)
+}
+
+/// The age of an object for Table cells.
+pub fn age(obj: &serde_json::Value) -> String {
+    obj.pointer("/metadata/creationTimestamp")
+        .and_then(serde_json::Value::as_str)
+        .and_then(parse_time)
+        .map(|t| human_duration((Utc::now() - t).num_seconds()))
+        .unwrap_or_else(|| "<unknown>".into())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ages_read_like_kubectl() {
+        assert_eq!(human_duration(5), "5s");
+        assert_eq!(human_duration(200), "3m20s");
+        assert_eq!(human_duration(3600 * 4), "4h");
+        assert_eq!(human_duration(3600 * 51), "2d3h");
+    }
+
+    #[test]
+    fn names_must_be_dns1123() {
+        assert!(name_errors("web-1.example", false).is_empty());
+        assert!(!name_errors("Web_1", false).is_empty());
+        assert!(!name_errors("a.b", true).is_empty());
+    }
+}
