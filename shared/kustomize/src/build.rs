@@ -384,7 +384,52 @@ impl Builder<'_> {
         if !k.replacements.is_empty() {
             replacements::run(self, dir, &k.replacements, &mut acc.objs)?;
         }
+        for t in &k.transformers {
+            let docs = read_yaml(self.fs, &self.file_in(dir, t)?, self.opts.limits)?;
+            for d in docs {
+                self.run_configured_transformer(&d, acc)
+                    .map_err(|e| e.context(format!("transformer {t}")))?;
+            }
+        }
         Ok(())
+    }
+
+    /// A builtin transformer configured in a `transformers` file (no plugins run here).
+    fn run_configured_transformer(&self, d: &Node, acc: &mut Acc) -> Result<()> {
+        let pairs = |field: &str| -> Vec<(String, String)> {
+            d.get(field)
+                .and_then(Node::as_map)
+                .map(|m| {
+                    m.iter()
+                        .map(|(k, v)| (k.clone(), v.as_str().unwrap_or("").to_string()))
+                        .collect()
+                })
+                .unwrap_or_default()
+        };
+        let specs = crate::fieldspec::specs(d.get("fieldSpecs"));
+        match (
+            d.str_at(&["apiVersion"]).unwrap_or(""),
+            d.str_at(&["kind"]).unwrap_or(""),
+        ) {
+            ("builtin", "LabelTransformer") => {
+                transformers::set_entries(&mut acc.objs, &pairs("labels"), &specs)
+            }
+            ("builtin", "AnnotationsTransformer") => {
+                transformers::set_entries(&mut acc.objs, &pairs("annotations"), &specs)
+            }
+            ("builtin", "NamespaceTransformer") => {
+                let ns = d
+                    .str_at(&["metadata", "namespace"])
+                    .unwrap_or("")
+                    .to_string();
+                let mut cfg = acc.config.clone();
+                cfg.namespace = specs;
+                transformers::namespace(&mut acc.objs, &ns, &cfg)
+            }
+            (av, kind) => Err(Error::msg(format!(
+                "transformer {av}/{kind} is not supported: only builtin Label, Annotations and Namespace transformers run in process"
+            ))),
+        }
     }
 }
 

@@ -72,7 +72,7 @@ pub(crate) fn gvk_of(n: &Node) -> Gvk {
     }
 }
 
-fn specs(n: Option<&Node>) -> Vec<FieldSpec> {
+pub(crate) fn specs(n: Option<&Node>) -> Vec<FieldSpec> {
     n.and_then(Node::as_seq)
         .map(|items| {
             items

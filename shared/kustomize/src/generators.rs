@@ -43,13 +43,6 @@ fn remove_quotes(s: &str) -> &str {
     }
 }
 
-fn is_env_var_name(k: &str) -> bool {
-    !k.is_empty()
-        && !k.as_bytes()[0].is_ascii_digit()
-        && k.bytes()
-            .all(|c| c.is_ascii_alphanumeric() || c == b'_' || c == b'-' || c == b'.')
-}
-
 /// The key/value pairs of a generator, in kustomize's order (envs, literals, files).
 fn pairs(b: &Builder, dir: &str, a: &GeneratorArgs) -> Result<Vec<(String, String)>> {
     let mut out: Vec<(String, String)> = Vec::new();
@@ -68,11 +61,6 @@ fn pairs(b: &Builder, dir: &str, a: &GeneratorArgs) -> Result<Vec<(String, Strin
                 continue;
             }
             let (k, v) = line.split_once('=').unwrap_or((line, ""));
-            if !is_env_var_name(k) {
-                return Err(Error::msg(format!(
-                    "\"{k}\" is not a valid key name: a valid environment variable name must consist of alphabetic characters, digits, '_', '-', or '.', and must not start with a digit"
-                )));
-            }
             out.push((k.to_string(), v.to_string()));
         }
     }
@@ -310,8 +298,9 @@ pub fn content_hash(o: &Object) -> Result<String> {
             Some(n) => go_json(n)?,
         })
     };
-    let mut name = String::new();
-    go_json_string(o.name(), &mut name);
+    // kustomize looks the name up with the single key "metadata/name", which never exists,
+    // so every hash is computed with an empty name.
+    let name = "\"\"";
     let encoded = match o.kind() {
         "ConfigMap" => {
             let mut s = String::new();

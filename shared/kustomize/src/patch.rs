@@ -415,12 +415,40 @@ fn get_ptr_mut<'a>(n: &'a mut Node, toks: &[String]) -> Option<&'a mut Node> {
     Some(cur)
 }
 
+/// Creates missing mappings along `toks` (kustomize applies JSON patches with
+/// `EnsurePathExistsOnAdd`).
+fn ensure_path(doc: &mut Node, toks: &[String]) {
+    let mut cur = doc;
+    for t in toks {
+        if cur.is_null() {
+            *cur = Node::map();
+        }
+        cur = match cur {
+            Node::Map(_) => {
+                if cur.get(t).is_none() {
+                    cur.set(t, Node::map());
+                }
+                match cur.get_mut(t) {
+                    Some(n) => n,
+                    None => return,
+                }
+            }
+            Node::Seq(items) => match t.parse::<usize>().ok().and_then(|i| items.get_mut(i)) {
+                Some(n) => n,
+                None => return,
+            },
+            _ => return,
+        };
+    }
+}
+
 fn add(doc: &mut Node, path: &str, value: Node) -> Result<()> {
     let toks = pointer(path)?;
     let Some((last, parent)) = toks.split_last() else {
         *doc = value;
         return Ok(());
     };
+    ensure_path(doc, parent);
     let p = get_ptr_mut(doc, parent).ok_or_else(|| {
         Error::msg(format!(
             "add operation does not apply: doc is missing path: \"{path}\": missing value"

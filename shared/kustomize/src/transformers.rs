@@ -114,7 +114,11 @@ pub(crate) fn prefix_suffix(
     Ok(())
 }
 
-fn set_entries(objs: &mut [Object], pairs: &[(String, String)], specs: &[FieldSpec]) -> Result<()> {
+pub(crate) fn set_entries(
+    objs: &mut [Object],
+    pairs: &[(String, String)],
+    specs: &[FieldSpec],
+) -> Result<()> {
     if pairs.is_empty() {
         return Ok(());
     }

@@ -542,7 +542,6 @@ impl Emitter {
                 self.indention = false;
             }
         }
-        self.whitespace = false;
     }
 }
 

@@ -77,6 +77,7 @@ pub fn parse_documents(text: &str, limits: Limits) -> Result<Vec<Option<Node>>, 
     let mut stack: Vec<Frame> = Vec::new();
     let mut current: Option<Node> = None;
     let mut budget = limits.max_nodes;
+    let text_chars = text.chars().count();
     for item in Parser::new_from_str(text) {
         let (event, span) = item.map_err(|e| YamlError::Syntax {
             line: e.marker().line().saturating_sub(1).max(1),
@@ -123,13 +124,16 @@ pub fn parse_documents(text: &str, limits: Limits) -> Result<Vec<Option<Node>>, 
                     None if style == ScalarStyle::Plain => Tag::Implicit,
                     None => Tag::Str,
                 };
-                Some((
-                    Node::Scalar(Scalar {
-                        value: value.into_owned(),
-                        tag,
-                    }),
-                    anchor,
-                ))
+                let mut value = value.into_owned();
+                // A block scalar cut off by the end of input has no final line break (go-yaml).
+                if matches!(style, ScalarStyle::Literal | ScalarStyle::Folded)
+                    && !text.ends_with('\n')
+                    && span.end.index() >= text_chars
+                    && value.ends_with('\n')
+                {
+                    value.pop();
+                }
+                Some((Node::Scalar(Scalar { value, tag }), anchor))
             }
             Event::SequenceStart(_, anchor, _) => {
                 if stack.len() >= limits.max_depth {
