@@ -72,6 +72,118 @@ pub fn parse_documents(text: &str, limits: Limits) -> Result<Vec<Option<Node>>, 
     if text.len() > limits.max_bytes {
         return Err(YamlError::TooLarge(text.len()));
     }
+    let mut fixed: Option<String> = None;
+    for _ in 0..10_000 {
+        let current = fixed.as_deref().unwrap_or(text);
+        match parse_once(current, limits) {
+            Err(Retry::Quoted { line, offset }) => {
+                match indent_quoted_continuation(current, line, offset) {
+                    Some(t) => fixed = Some(t),
+                    None => {
+                        return Err(YamlError::Syntax {
+                            line,
+                            message: QUOTED_INDENT.into(),
+                        });
+                    }
+                }
+            }
+            Err(Retry::Fail(e)) => return Err(e),
+            Ok(docs) => return Ok(docs),
+        }
+    }
+    Err(YamlError::Syntax {
+        line: 0,
+        message: QUOTED_INDENT.into(),
+    })
+}
+
+const QUOTED_INDENT: &str = "invalid indentation in multiline quoted scalar";
+
+enum Retry {
+    /// A quoted scalar continues at its key's indentation: go-yaml accepts that, the
+    /// spec-strict scanner does not. `line` is 1-based, `offset` a char index.
+    Quoted {
+        line: usize,
+        offset: usize,
+    },
+    Fail(YamlError),
+}
+
+impl From<YamlError> for Retry {
+    fn from(e: YamlError) -> Retry {
+        Retry::Fail(e)
+    }
+}
+
+/// Indents the continuation lines of the quoted scalar containing char `offset` by one space
+/// (which does not change a quoted scalar's value), so the strict scanner accepts it.
+fn indent_quoted_continuation(text: &str, line: usize, offset: usize) -> Option<String> {
+    let chars: Vec<char> = text.chars().collect();
+    // The opening quote: the nearest quote before `offset` that starts a value.
+    let mut p = offset.min(chars.len());
+    let quote = loop {
+        if p == 0 {
+            return None;
+        }
+        p -= 1;
+        let c = chars[p];
+        if (c == '\'' || c == '"') && p >= 1 {
+            let prev = chars[p - 1];
+            let prev2 = if p >= 2 { chars[p - 2] } else { '\n' };
+            if (prev == ' ' && (prev2 == ':' || prev2 == '-' || prev2 == ','))
+                || prev == '['
+                || prev == '{'
+            {
+                break c;
+            }
+        }
+    };
+    let lines: Vec<&str> = text.split('\n').collect();
+    let first = line.checked_sub(1)?;
+    if first >= lines.len() {
+        return None;
+    }
+    let mut out = String::with_capacity(text.len() + 64);
+    let mut closed = false;
+    for (i, l) in lines.iter().enumerate() {
+        if i > 0 {
+            out.push('\n');
+        }
+        if i >= first && !closed {
+            out.push(' ');
+            closed = closes(l, quote);
+        }
+        out.push_str(l);
+    }
+    Some(out)
+}
+
+fn closes(line: &str, quote: char) -> bool {
+    let b: Vec<char> = line.chars().collect();
+    let mut i = 0;
+    while i < b.len() {
+        if quote == '\'' && b[i] == '\'' {
+            if b.get(i + 1) == Some(&'\'') {
+                i += 2;
+                continue;
+            }
+            return true;
+        }
+        if quote == '"' {
+            if b[i] == '\\' {
+                i += 2;
+                continue;
+            }
+            if b[i] == '"' {
+                return true;
+            }
+        }
+        i += 1;
+    }
+    false
+}
+
+fn parse_once(text: &str, limits: Limits) -> Result<Vec<Option<Node>>, Retry> {
     let mut docs = Vec::new();
     let mut anchors: Vec<(usize, Node)> = Vec::new();
     let mut stack: Vec<Frame> = Vec::new();
@@ -79,10 +191,21 @@ pub fn parse_documents(text: &str, limits: Limits) -> Result<Vec<Option<Node>>, 
     let mut budget = limits.max_nodes;
     let text_chars = text.chars().count();
     for item in Parser::new_from_str(text) {
-        let (event, span) = item.map_err(|e| YamlError::Syntax {
-            line: e.marker().line().saturating_sub(1).max(1),
-            message: e.info().to_string(),
-        })?;
+        let (event, span) = match item {
+            Ok(x) => x,
+            Err(e) if e.info() == QUOTED_INDENT => {
+                return Err(Retry::Quoted {
+                    line: e.marker().line(),
+                    offset: e.marker().index(),
+                });
+            }
+            Err(e) => {
+                return Err(Retry::Fail(YamlError::Syntax {
+                    line: e.marker().line().saturating_sub(1).max(1),
+                    message: e.info().to_string(),
+                }));
+            }
+        };
         let line = span.start.line();
         let done: Option<(Node, usize)> = match event {
             Event::StreamStart | Event::StreamEnd => None,
@@ -137,7 +260,7 @@ pub fn parse_documents(text: &str, limits: Limits) -> Result<Vec<Option<Node>>, 
             }
             Event::SequenceStart(_, anchor, _) => {
                 if stack.len() >= limits.max_depth {
-                    return Err(YamlError::TooDeep(line));
+                    return Err(YamlError::TooDeep(line).into());
                 }
                 stack.push(Frame::Seq(Vec::new(), anchor));
                 None
@@ -148,7 +271,7 @@ pub fn parse_documents(text: &str, limits: Limits) -> Result<Vec<Option<Node>>, 
             },
             Event::MappingStart(_, anchor, _) => {
                 if stack.len() >= limits.max_depth {
-                    return Err(YamlError::TooDeep(line));
+                    return Err(YamlError::TooDeep(line).into());
                 }
                 stack.push(Frame::Map {
                     entries: Vec::new(),
@@ -204,13 +327,13 @@ pub fn parse_documents(text: &str, limits: Limits) -> Result<Vec<Option<Node>>, 
             }) => match key.take() {
                 None => match node {
                     Node::Scalar(s) => *key = Some(s.value),
-                    _ => return Err(YamlError::ComplexKey(*map_line)),
+                    _ => return Err(YamlError::ComplexKey(*map_line).into()),
                 },
                 Some(k) => {
                     if k == "<<" {
                         merges.push(node);
                     } else if entries.iter().any(|(ek, _)| *ek == k) {
-                        return Err(YamlError::DuplicateKey { line, key: k });
+                        return Err(YamlError::DuplicateKey { line, key: k }.into());
                     } else {
                         entries.push((k, node));
                     }
@@ -245,6 +368,18 @@ mod tests {
         }
         let err = parse_documents(&text, Limits::default()).expect_err("bounded");
         assert!(matches!(err, YamlError::TooManyNodes(_)));
+    }
+
+    #[test]
+    fn quoted_scalars_may_continue_at_the_key_indentation_as_in_go_yaml() {
+        let docs = parse_documents(
+            "a:\n  b: 'one\n  two'\n  c: \"x\n  y\"\n",
+            Limits::default(),
+        )
+        .expect("parses");
+        let a = docs[0].as_ref().and_then(|d| d.get("a")).expect("a");
+        assert_eq!(a.get("b"), Some(&Node::str("one two")));
+        assert_eq!(a.get("c"), Some(&Node::str("x y")));
     }
 
     #[test]
