@@ -96,6 +96,7 @@ fn http_basic_auth_is_used_and_a_wrong_password_is_a_retryable_error_without_the
 
     let err = fetch(&cache2, &url, &main_branch(), &Auth::none()).expect_err("no credentials");
     assert!(!err.is_terminal(), "{err}");
+    assert!(err.to_string().contains("authentication required"), "{err}");
 }
 
 #[test]
@@ -167,6 +168,10 @@ fn ssh_urls_use_the_secret_identity_and_pin_the_host_key() {
     let impostor = Auth::ssh(sshd.identity.clone(), sshd.wrong_known_hosts.clone());
     let err = fetch(&cache2, &url, &main_branch(), &impostor).expect_err("unknown host key");
     assert!(!err.is_terminal(), "{err}");
+    assert!(
+        err.to_string().contains("Host key verification failed"),
+        "{err}"
+    );
 }
 
 #[test]
@@ -308,4 +313,27 @@ fn a_missing_branch_is_reported_by_name() {
     )
     .expect_err("missing branch");
     assert!(err.to_string().contains("branch 'nope'"), "{err}");
+}
+
+#[test]
+fn https_is_trusted_through_the_secret_ca_certificate() {
+    let origin = Origin::new(&[("app.yaml", "v: 1\n")]);
+    let (https, ca_pem) = support::lighttpd_tls(&origin.repos_root(), "flux", "tls-pass");
+    let url = format!("https://127.0.0.1:{}/basic/origin.git", https.port);
+
+    let (_dir, cache) = new_cache();
+    let auth = Auth::basic("flux", "tls-pass").with_ca_cert(ca_pem.into_bytes());
+    let revision =
+        fetch(&cache, &url, &main_branch(), &auth).expect("fetch over https with ca.crt");
+    assert_eq!(revision, format!("main@sha1:{}", origin.head()));
+
+    let (_dir2, cache2) = new_cache();
+    let err = fetch(
+        &cache2,
+        &url,
+        &main_branch(),
+        &Auth::basic("flux", "tls-pass"),
+    )
+    .expect_err("unknown CA");
+    assert!(!err.is_terminal(), "{err}");
 }

@@ -155,3 +155,15 @@ fn unsafe_paths_are_refused_before_anything_is_pushed() {
     assert!(matches!(err, push::Error::InvalidPath(_)), "{err}");
     assert_eq!(origin.origin_main(), before);
 }
+
+#[test]
+fn pushing_over_https_trusts_the_secret_ca_certificate() {
+    let origin = Origin::new(&[("a.yaml", "a: 1\n")]);
+    let (https, ca_pem) = support::lighttpd_tls(&origin.repos_root(), "flux", "tls-push");
+    let url = format!("https://127.0.0.1:{}/basic/origin.git", https.port);
+    let auth = Auth::basic("flux", "tls-push").with_ca_cert(ca_pem.into_bytes());
+    let outcome =
+        push(&url, &auth, &request(&[("tls.yaml", Some("t: 1\n"))])).expect("push over https");
+    assert!(matches!(outcome, PushOutcome::Pushed { .. }), "{outcome:?}");
+    assert_eq!(origin.show("tls.yaml"), "t: 1");
+}

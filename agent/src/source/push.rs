@@ -301,7 +301,10 @@ fn push(
     if status.success() {
         return Ok(());
     }
-    let message = format!("{} {}", err.trim(), out.trim()).trim().to_owned();
+    let mut message = format!("{} {}", err.trim(), out.trim()).trim().to_owned();
+    if let Some(ssh) = prepared.ssh_diagnostics() {
+        message = format!("{message}; ssh: {ssh}");
+    }
     if out.contains("[rejected]") || err.contains("non-fast-forward") || err.contains("fetch first")
     {
         return Err(Error::Rejected {

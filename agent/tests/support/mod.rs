@@ -224,7 +224,54 @@ pub fn git_daemon(root: &Path) -> Server {
 /// `/basic/<repo>` requires HTTP basic auth (`user`/`password`),
 /// `/bearer/<repo>` requires `Authorization: Bearer <token>`.
 pub fn lighttpd(root: &Path, user: &str, password: &str, token: &str) -> Server {
+    lighttpd_with(
+        root,
+        user,
+        password,
+        token,
+        tempfile::tempdir().expect("tempdir"),
+        "",
+    )
+}
+
+/// Like [`lighttpd`], over HTTPS with a certificate for 127.0.0.1 issued by a CA generated
+/// here; returns the server and the CA certificate (PEM) a Secret's `ca.crt` would hold.
+pub fn lighttpd_tls(root: &Path, user: &str, password: &str) -> (Server, String) {
+    use rcgen::{
+        BasicConstraints, CertificateParams, CertifiedIssuer, DnType, IsCa, KeyPair, SanType,
+    };
     let dir = tempfile::tempdir().expect("tempdir");
+    let mut ca_params = CertificateParams::new(Vec::<String>::new()).expect("ca params");
+    ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    ca_params
+        .distinguished_name
+        .push(DnType::CommonName, "flotilla test CA");
+    let ca =
+        CertifiedIssuer::self_signed(ca_params, KeyPair::generate().expect("ca key")).expect("ca");
+    let key = KeyPair::generate().expect("server key");
+    let mut params = CertificateParams::new(vec!["localhost".to_owned()]).expect("params");
+    params
+        .subject_alt_names
+        .push(SanType::IpAddress(std::net::IpAddr::from([127, 0, 0, 1])));
+    let cert = params.signed_by(&key, &ca).expect("server cert");
+    std::fs::write(dir.path().join("server.crt"), cert.pem()).expect("cert");
+    std::fs::write(dir.path().join("server.key"), key.serialize_pem()).expect("key");
+    let tls = format!(
+        "server.modules += (\"mod_openssl\")\nssl.engine = \"enable\"\nssl.pemfile = \"{d}/server.crt\"\nssl.privkey = \"{d}/server.key\"\n",
+        d = dir.path().display()
+    );
+    let server = lighttpd_with(root, user, password, "unused-token", dir, &tls);
+    (server, ca.pem())
+}
+
+fn lighttpd_with(
+    root: &Path,
+    user: &str,
+    password: &str,
+    token: &str,
+    dir: tempfile::TempDir,
+    extra: &str,
+) -> Server {
     let port = free_port();
     let backend = format!(
         "{}/git-http-backend",
@@ -253,7 +300,7 @@ $HTTP["url"] =~ "^/bearer/" {{
     url.access-deny = ("")
   }}
 }}
-"#,
+{extra}"#,
         www = dir.path().join("www").display(),
         dir = dir.path().display(),
         root = root.display(),

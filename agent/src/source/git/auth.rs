@@ -145,6 +145,7 @@ impl Auth {
         let mut prepared = PreparedAuth {
             ssh_command: None,
             ca_file: None,
+            ca_pem: self.ca_cert.clone(),
             bearer_header: self
                 .bearer_token
                 .as_ref()
@@ -225,7 +226,13 @@ impl Auth {
             script.push(' ');
             script.push_str(&shell_quote(opt));
         }
-        script.push_str(" \"$@\"\n");
+        // ssh's own diagnostics ("Host key verification failed.", "Permission denied") go to
+        // a private file so they end up in the error message instead of the agent's stderr.
+        let log = prepared.dir.path().join("ssh-stderr");
+        script.push_str(&format!(
+            " \"$@\" 2>>{}\n",
+            shell_quote(&log.display().to_string())
+        ));
         prepared.write("ssh", script.as_bytes(), 0o700)
     }
 }
@@ -236,8 +243,10 @@ pub(crate) struct PreparedAuth {
     dir: tempfile::TempDir,
     /// Executable that runs `ssh` with the identity and known_hosts of the Secret.
     pub ssh_command: Option<PathBuf>,
-    /// CA bundle for HTTPS.
+    /// CA bundle for HTTPS, as a file for `git`.
     pub ca_file: Option<PathBuf>,
+    /// CA bundle for HTTPS, PEM, for gix's HTTP client.
+    pub ca_pem: Option<Vec<u8>>,
     /// `Authorization` header for bearer tokens.
     pub bearer_header: Option<String>,
     /// HTTP basic credentials.
@@ -267,6 +276,19 @@ impl PreparedAuth {
     /// Writes an executable helper script into the private directory.
     pub fn write_script(&self, name: &str, content: &str) -> Result<PathBuf> {
         self.write(name, content.as_bytes(), 0o700)
+    }
+
+    /// The last lines ssh wrote to its stderr, scrubbed, if any.
+    pub fn ssh_diagnostics(&self) -> Option<String> {
+        self.ssh_command.as_ref()?;
+        let text = std::fs::read_to_string(self.dir.path().join("ssh-stderr")).ok()?;
+        let lines: Vec<&str> = text
+            .lines()
+            .map(str::trim)
+            .filter(|l| !l.is_empty() && !l.chars().all(|c| c == '@'))
+            .collect();
+        let tail = lines[lines.len().saturating_sub(2)..].join("; ");
+        (!tail.is_empty()).then(|| self.scrub(&tail))
     }
 
     /// Replaces every secret value in `text` with `***`.

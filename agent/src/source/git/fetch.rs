@@ -7,6 +7,7 @@ use std::sync::mpsc;
 use std::time::Duration;
 
 use gix::ObjectId;
+use gix::bstr::ByteSlice;
 use gix::credentials::helper::Action;
 use gix::credentials::protocol::Outcome;
 use gix::sec::identity::Account;
@@ -87,6 +88,7 @@ impl GitCache {
         let specs = reference.refspecs();
         let gix_url = url.gix_url().clone();
         let basic = prepared.basic.clone();
+        let ca_pem = prepared.ca_pem.clone();
         let interrupt = Arc::new(AtomicBool::new(false));
         let (tx, rx) = mpsc::channel();
         let thread_interrupt = Arc::clone(&interrupt);
@@ -95,7 +97,7 @@ impl GitCache {
             .name("flotilla-git-fetch".into())
             .spawn(move || {
                 let repo = thread_repo.to_thread_local();
-                let result = fetch_refs(&repo, gix_url, &specs, basic, &thread_interrupt);
+                let result = fetch_refs(&repo, gix_url, &specs, basic, ca_pem, &thread_interrupt);
                 // The receiver may have given up on timeout; nothing to do then.
                 let _ = tx.send(result);
             })
@@ -103,13 +105,21 @@ impl GitCache {
         let remote = match rx.recv_timeout(timeout) {
             Ok(Ok(refs)) => refs,
             Ok(Err(source)) => {
-                let message = prepared.scrub(&error_chain(source.as_ref()));
+                let mut message = prepared.scrub(&error_chain(source.as_ref()));
                 // gix reports a ref the remote lacks as a refspec that matched nothing.
                 if message.contains("None of the refspec") {
                     return Err(Error::ReferenceNotFound {
                         reference: reference.to_string(),
                         url: shown,
                     });
+                }
+                if message.contains("No credentials were returned") {
+                    message = "authentication required: the remote asked for credentials and none are \
+                               configured (spec.secretRef with 'username' and 'password', or 'bearerToken')"
+                        .to_owned();
+                }
+                if let Some(ssh) = prepared.ssh_diagnostics() {
+                    message = format!("{message}: ssh: {ssh}");
                 }
                 return Err(Error::Fetch {
                     url: shown,
@@ -182,8 +192,14 @@ fn fetch_refs(
     url: gix::Url,
     specs: &[String],
     basic: Option<(String, String)>,
+    ca_pem: Option<Vec<u8>>,
     interrupt: &AtomicBool,
 ) -> std::result::Result<Vec<RemoteRef>, BoxError> {
+    let is_http = matches!(url.scheme, gix::url::Scheme::Http | gix::url::Scheme::Https);
+    let transport_options = match ca_pem {
+        Some(pem) if is_http => Some(http_options_with_ca(repo, &url, pem)?),
+        _ => None,
+    };
     let remote = repo
         .remote_at(url)?
         .with_fetch_tags(gix::remote::fetch::Tags::None)
@@ -205,6 +221,10 @@ fn fetch_refs(
             })),
             Action::Store(_) | Action::Erase(_) => Ok(None),
         });
+    let connection = match transport_options {
+        Some(options) => connection.with_transport_options(options),
+        None => connection,
+    };
     let outcome = connection
         .prepare_fetch(gix::progress::Discard, Default::default())?
         .receive(gix::progress::Discard, interrupt)?;
@@ -221,6 +241,38 @@ fn fetch_refs(
             })
         })
         .collect())
+}
+
+/// The repository's HTTP options plus a client hook that trusts the Secret's `ca.crt` in
+/// addition to the system roots (as Flux does).
+fn http_options_with_ca(
+    repo: &gix::Repository,
+    url: &gix::Url,
+    pem: Vec<u8>,
+) -> std::result::Result<Box<dyn std::any::Any>, BoxError> {
+    use gix_transport::client::blocking_io::http;
+    let certs =
+        reqwest::Certificate::from_pem_bundle(&pem).map_err(|e| format!("parsing ca.crt: {e}"))?;
+    if certs.is_empty() {
+        return Err("ca.crt holds no PEM certificate".into());
+    }
+    let url_text = url.to_bstring();
+    let mut options = match repo.transport_options(url_text.as_bstr(), None)? {
+        Some(any) => *any
+            .downcast::<http::Options>()
+            .map_err(|_| "unexpected HTTP transport options")?,
+        None => http::Options::default(),
+    };
+    let backend = http::reqwest::Options {
+        configure_client: Some(Box::new(
+            move |builder: reqwest::blocking::ClientBuilder| {
+                Ok(builder.tls_certs_merge(certs.clone()))
+            },
+        )),
+        configure_request: None,
+    };
+    options.backend = Some(std::sync::Arc::new(std::sync::Mutex::new(backend)));
+    Ok(Box::new(options))
 }
 
 /// An error message that has already been scrubbed of secrets.
