@@ -1,12 +1,451 @@
-//! `replacements`: copy a field of one object into fields of others.
+//! `replacements`: copy a field of one object (or a literal value) into fields of others.
 
-use crate::build::Builder;
+use regex::Regex;
+
+use crate::build::{Builder, read_yaml};
 use crate::error::{Error, Result};
-use crate::resource::Object;
+use crate::patch::label_selector_matches;
+use crate::resource::{Gvk, Object, ResId};
 use crate::yaml::Node;
 
-pub(crate) fn run(_b: &Builder, _dir: &str, _reps: &[Node], _objs: &mut [Object]) -> Result<()> {
-    Err(Error::msg(
-        "replacements are not supported by this engine yet",
-    ))
+/// Splits a field path on `.`, keeping `[a.b=c]` selectors whole.
+pub(crate) fn split_field_path(path: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut cur = String::new();
+    let mut depth = 0;
+    for c in path.chars() {
+        match c {
+            '[' => {
+                depth += 1;
+                cur.push(c);
+            }
+            ']' => {
+                depth -= 1;
+                cur.push(c);
+            }
+            '.' if depth == 0 => out.push(std::mem::take(&mut cur)),
+            c => cur.push(c),
+        }
+    }
+    out.push(cur);
+    // kyaml skips empty elements, so `.metadata.name` reads like `metadata.name`.
+    out.retain(|p| !p.is_empty());
+    out
+}
+
+/// A path element naming a map key: `[a.b/c]` quotes a key holding dots.
+fn map_key(p: &str) -> &str {
+    match p.strip_prefix('[').and_then(|x| x.strip_suffix(']')) {
+        Some(inner) if !inner.contains('=') => inner,
+        _ => p,
+    }
+}
+
+fn text(n: &Node, key: &str) -> String {
+    n.str_at(&[key]).unwrap_or("").to_string()
+}
+
+/// An id selector: empty fields match anything; `regex` makes name/namespace/gvk patterns.
+struct IdSelector {
+    gvk: Gvk,
+    name: String,
+    namespace: String,
+    label_selector: String,
+    annotation_selector: String,
+}
+
+impl IdSelector {
+    fn from_node(n: &Node) -> IdSelector {
+        let mut gvk = Gvk {
+            group: text(n, "group"),
+            version: text(n, "version"),
+            kind: text(n, "kind"),
+        };
+        let av = text(n, "apiVersion");
+        if !av.is_empty() {
+            let g = Gvk::from_api_version(&av, "");
+            gvk.group = g.group;
+            gvk.version = g.version;
+        }
+        IdSelector {
+            gvk,
+            name: text(n, "name"),
+            namespace: text(n, "namespace"),
+            label_selector: text(n, "labelSelector"),
+            annotation_selector: text(n, "annotationSelector"),
+        }
+    }
+
+    fn id(&self) -> ResId {
+        ResId {
+            gvk: self.gvk.clone(),
+            name: self.name.clone(),
+            namespace: self.namespace.clone(),
+        }
+    }
+
+    fn selects_exact(&self, id: &ResId) -> bool {
+        id.gvk.is_selected_by(&self.gvk)
+            && (self.name.is_empty() || self.name == id.name)
+            && (self.namespace.is_empty() || self.namespace == id.namespace)
+    }
+
+    fn selects_regex(&self, id: &ResId) -> Result<bool> {
+        let m = |pat: &str, v: &str| -> Result<bool> {
+            if pat.is_empty() {
+                return Ok(true);
+            }
+            let re = Regex::new(&format!("^(?:{pat})$"))
+                .map_err(|e| Error::msg(format!("invalid selector {pat}: {e}")))?;
+            Ok(re.is_match(v))
+        };
+        Ok(m(&self.gvk.group, &id.gvk.group)?
+            && m(&self.gvk.version, &id.gvk.version)?
+            && m(&self.gvk.kind, &id.gvk.kind)?
+            && m(&self.name, &id.name)?
+            && m(&self.namespace, &id.namespace)?)
+    }
+
+    fn has_id_fields(&self) -> bool {
+        !(self.gvk.group.is_empty()
+            && self.gvk.version.is_empty()
+            && self.gvk.kind.is_empty()
+            && self.name.is_empty()
+            && self.namespace.is_empty())
+    }
+
+    fn matches_meta(&self, o: &Object) -> Result<bool> {
+        Ok((self.label_selector.is_empty()
+            || label_selector_matches(&self.label_selector, &o.meta_map("labels"))?)
+            && (self.annotation_selector.is_empty()
+                || label_selector_matches(&self.annotation_selector, &o.meta_map("annotations"))?))
+    }
+}
+
+fn ids(o: &Object) -> Vec<ResId> {
+    let mut v = vec![o.cur_id()];
+    for p in &o.prev_ids {
+        let mut id = p.clone();
+        if id.namespace == "default" && o.namespace().is_empty() {
+            id.namespace.clear();
+        }
+        v.push(id);
+    }
+    v
+}
+
+/// Looks a field path up without creating anything.
+fn lookup<'a>(n: &'a Node, path: &[String]) -> Option<&'a Node> {
+    let mut cur = n;
+    for p in path {
+        cur = match cur {
+            Node::Map(_) => cur.get(map_key(p))?,
+            Node::Seq(items) => {
+                if let Some((k, v)) = p
+                    .strip_prefix('[')
+                    .and_then(|x| x.strip_suffix(']'))
+                    .and_then(|x| x.split_once('='))
+                {
+                    items.iter().find(|e| e.str_at(&[k]) == Some(v))?
+                } else {
+                    items.get(p.parse::<usize>().ok()?)?
+                }
+            }
+            Node::Scalar(_) => return None,
+        };
+    }
+    Some(cur)
+}
+
+/// Every node a target path reaches (wildcards and list selectors), creating missing fields
+/// when `create` says what kind the last one is.
+fn targets<'a>(
+    n: &'a mut Node,
+    path: &[String],
+    create: Option<&Node>,
+    out: &mut Vec<&'a mut Node>,
+) {
+    let Some((head, rest)) = path.split_first() else {
+        out.push(n);
+        return;
+    };
+    let new_child = |rest: &[String]| -> Node {
+        match rest.first() {
+            None => match create {
+                Some(Node::Map(_)) => Node::map(),
+                Some(Node::Seq(_)) => Node::Seq(Vec::new()),
+                _ => Node::plain(""),
+            },
+            Some(next)
+                if (next.starts_with('[') && next.contains('='))
+                    || next.parse::<usize>().is_ok() =>
+            {
+                Node::Seq(Vec::new())
+            }
+            Some(_) => Node::map(),
+        }
+    };
+    match n {
+        Node::Map(_) => {
+            if head == "*" {
+                if let Node::Map(m) = n {
+                    for (_, v) in m.iter_mut() {
+                        targets(v, rest, create, out);
+                    }
+                }
+                return;
+            }
+            let head = map_key(head);
+            if n.get(head).is_none_or(Node::is_null) {
+                if create.is_none() {
+                    return;
+                }
+                n.set(head, new_child(rest));
+            }
+            if let Some(c) = n.get_mut(head) {
+                targets(c, rest, create, out);
+            }
+        }
+        Node::Seq(items) => {
+            if head == "*" || head == "-" {
+                for it in items.iter_mut() {
+                    targets(it, rest, create, out);
+                }
+            } else if let Some((k, v)) = head
+                .strip_prefix('[')
+                .and_then(|x| x.strip_suffix(']'))
+                .and_then(|x| x.split_once('='))
+            {
+                let any = items.iter().any(|it| it.str_at(&[k]) == Some(v));
+                if !any && create.is_some() {
+                    items.push(Node::Map(vec![(k.to_string(), Node::plain(v))]));
+                }
+                for it in items.iter_mut() {
+                    if it.str_at(&[k]) == Some(v) {
+                        targets(it, rest, create, out);
+                    }
+                }
+            } else if let Some(it) = head.parse::<usize>().ok().and_then(|i| items.get_mut(i)) {
+                targets(it, rest, create, out);
+            }
+        }
+        Node::Scalar(_) => {}
+    }
+}
+
+fn options(n: Option<&Node>) -> (String, i64, bool) {
+    let Some(o) = n else {
+        return (String::new(), 0, false);
+    };
+    (
+        text(o, "delimiter"),
+        o.str_at(&["index"])
+            .and_then(|s| s.parse().ok())
+            .unwrap_or(0),
+        o.str_at(&["create"]) == Some("true"),
+    )
+}
+
+fn set_field(target: &mut Node, value: &Node, delimiter: &str, index: i64) -> Result<()> {
+    let mut value = value.clone();
+    if !delimiter.is_empty() {
+        let Node::Scalar(t) = &*target else {
+            return Err(Error::msg(
+                "delimiter option can only be used with scalar nodes",
+            ));
+        };
+        let mut parts: Vec<String> = t.value.split(delimiter).map(str::to_string).collect();
+        let v = value.as_str().unwrap_or("").to_string();
+        if index < 0 {
+            parts.insert(0, v);
+        } else if index as usize >= parts.len() {
+            parts.push(v);
+        } else {
+            parts[index as usize] = v;
+        }
+        if let Node::Scalar(s) = &mut value {
+            s.value = parts.join(delimiter);
+        }
+    }
+    match (&mut *target, &value) {
+        // kyaml replaces only the text of a scalar target: its tag and style stay.
+        (Node::Scalar(t), Node::Scalar(v)) => t.value = v.value.clone(),
+        _ => *target = value,
+    }
+    Ok(())
+}
+
+fn one(r: &Node, objs: &mut [Object]) -> Result<()> {
+    let source = r.get("source");
+    let targets_list = r.get("targets").and_then(Node::as_seq);
+    let Some(target_list) = targets_list else {
+        return Err(Error::msg(
+            "replacements must specify a source and at least one target",
+        ));
+    };
+    let value: Node = match (r.get("sourceValue"), source) {
+        (Some(_), Some(_)) => {
+            return Err(Error::msg(
+                "value and resource selectors are mutually exclusive",
+            ));
+        }
+        (Some(v), None) => Node::plain(v.as_str().unwrap_or("")),
+        (None, None) => {
+            return Err(Error::msg(
+                "replacements must specify a source and at least one target",
+            ));
+        }
+        (None, Some(src)) => {
+            let sel = IdSelector::from_node(src);
+            let fp = src
+                .str_at(&["fieldPath"])
+                .unwrap_or("metadata.name")
+                .to_string();
+            let mut found: Option<&Object> = None;
+            for o in objs.iter() {
+                if ids(o).iter().any(|id| sel.selects_exact(id)) {
+                    if found.is_some() {
+                        return Err(Error::msg(format!(
+                            "multiple matches for selector {}:{fp}",
+                            sel.id()
+                        )));
+                    }
+                    found = Some(o);
+                }
+            }
+            let Some(o) = found else {
+                return Err(Error::msg(format!("nothing selected by {}:{fp}", sel.id())));
+            };
+            let v = lookup(&o.node, &split_field_path(&fp))
+                .filter(|n| !n.is_null())
+                .ok_or_else(|| {
+                    Error::msg(format!(
+                        "fieldPath `{fp}` is missing for replacement source {}",
+                        sel.id()
+                    ))
+                })?;
+            let (delim, index, _) = options(src.get("options"));
+            if delim.is_empty() {
+                v.clone()
+            } else {
+                let Node::Scalar(s) = v else {
+                    return Err(Error::msg(
+                        "delimiter option can only be used with scalar nodes",
+                    ));
+                };
+                let parts: Vec<&str> = s.value.split(delim.as_str()).collect();
+                let part = usize::try_from(index)
+                    .ok()
+                    .and_then(|i| parts.get(i))
+                    .ok_or_else(|| {
+                        Error::msg(format!(
+                            "options.index {index} is out of bounds for value {}",
+                            s.value
+                        ))
+                    })?;
+                let mut c = s.clone();
+                c.value = part.to_string();
+                Node::Scalar(c)
+            }
+        }
+    };
+    for t in target_list {
+        let Some(select) = t.get("select") else {
+            return Err(Error::msg("target must specify resources to select"));
+        };
+        let select = IdSelector::from_node(select);
+        let rejects: Vec<IdSelector> = t
+            .get("reject")
+            .and_then(Node::as_seq)
+            .map(|r| r.iter().map(IdSelector::from_node).collect())
+            .unwrap_or_default();
+        let mut paths: Vec<String> = t
+            .get("fieldPaths")
+            .and_then(Node::as_seq)
+            .map(|p| {
+                p.iter()
+                    .filter_map(|x| x.as_str().map(str::to_string))
+                    .collect()
+            })
+            .unwrap_or_default();
+        if paths.is_empty() {
+            paths.push("metadata.name".into());
+        }
+        let (delim, index, create) = options(t.get("options"));
+        for o in objs.iter_mut() {
+            if !select.matches_meta(o)? {
+                continue;
+            }
+            let mut rejected = false;
+            for rj in &rejects {
+                if (!rj.label_selector.is_empty() || !rj.annotation_selector.is_empty())
+                    && rj.matches_meta(o)?
+                {
+                    rejected = true;
+                }
+                if rj.has_id_fields() {
+                    for id in ids(o) {
+                        if rj.selects_regex(&id)? {
+                            rejected = true;
+                        }
+                    }
+                }
+            }
+            if rejected {
+                continue;
+            }
+            let mut hit = false;
+            for id in ids(o) {
+                if select.selects_regex(&id)? {
+                    hit = true;
+                    break;
+                }
+            }
+            if !hit {
+                continue;
+            }
+            for fp in &paths {
+                let mut found = Vec::new();
+                targets(
+                    &mut o.node,
+                    &split_field_path(fp),
+                    create.then_some(&value),
+                    &mut found,
+                );
+                if found.is_empty() {
+                    return Err(Error::msg(if create {
+                        format!("unable to find or create field \"{fp}\" in replacement target")
+                    } else {
+                        format!("unable to find field \"{fp}\" in replacement target")
+                    }));
+                }
+                for f in found {
+                    set_field(f, &value, &delim, index)?;
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Runs a kustomization's replacements in order; entries may name a file of replacements.
+pub(crate) fn run(b: &Builder, dir: &str, reps: &[Node], objs: &mut [Object]) -> Result<()> {
+    for r in reps {
+        if let Some(path) = r.str_at(&["path"]) {
+            let docs = read_yaml(b.fs, &b.file_in(dir, path)?, b.opts.limits)?;
+            for d in docs {
+                match d {
+                    Node::Seq(items) => {
+                        for i in &items {
+                            one(i, objs)?;
+                        }
+                    }
+                    other => one(&other, objs)?,
+                }
+            }
+        } else {
+            one(r, objs)?;
+        }
+    }
+    Ok(())
 }

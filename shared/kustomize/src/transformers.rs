@@ -7,11 +7,11 @@ use crate::error::{Error, Result};
 use crate::fieldspec::{Create, FieldSpec, TransformerConfig, apply};
 use crate::kustomization::{Image, Kustomization};
 use crate::resource::Object;
-use crate::yaml::{Node, Tag};
+use crate::yaml::Node;
 
 /// Sets a scalar the way kyaml's `FieldSetter` does: the new text keeps the old node's quoting.
 pub(crate) fn set_scalar_keep_style(n: &mut Node, value: &str) {
-    let quoted = matches!(n, Node::Scalar(s) if s.tag == Tag::Str);
+    let quoted = matches!(n, Node::Scalar(s) if s.quoted);
     *n = if quoted {
         Node::str(value)
     } else {

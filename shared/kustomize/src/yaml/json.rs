@@ -25,14 +25,12 @@ pub struct JsonError(pub String);
 pub(crate) fn value(node: &Node) -> Result<Value<'_>, JsonError> {
     Ok(match node {
         Node::Scalar(s) => {
+            // A string tag forces quoting when printed; any other tag is dropped or kept
+            // consistent with the text, so the text decides.
             let r = match s.tag {
                 Tag::Str => return Ok(Value::Str(&s.value)),
-                Tag::Implicit => resolve_v3(&s.value),
-                Tag::Null => Resolved::Null,
-                Tag::Bool | Tag::Int | Tag::Float => match resolve_v3(&s.value) {
-                    Resolved::Str | Resolved::Null => return Ok(Value::Str(&s.value)),
-                    r => r,
-                },
+                Tag::Null if !s.quoted => Resolved::Null,
+                _ => resolve_v3(&s.value),
             };
             match r {
                 Resolved::Null => Value::Null,

@@ -3,7 +3,8 @@
 /// How a scalar's type is decided when it is printed.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Tag {
-    /// A plain, untagged scalar: its type comes from its text (YAML 1.2 core rules of go-yaml v3).
+    /// An untagged scalar (as kyaml creates them): its type comes from its text, by the YAML
+    /// 1.2 core rules of go-yaml v3.
     Implicit,
     /// A string whatever its text looks like (quoted, block scalar, or `!!str`).
     Str,
@@ -22,6 +23,8 @@ pub enum Tag {
 pub struct Scalar {
     pub value: String,
     pub tag: Tag,
+    /// Written quoted (or as a block scalar): kyaml's setters keep that style for new text.
+    pub quoted: bool,
 }
 
 /// A YAML node. Mapping keys are kept as text, in document order.
@@ -38,6 +41,7 @@ impl Node {
         Node::Scalar(Scalar {
             value: s.into(),
             tag: Tag::Str,
+            quoted: true,
         })
     }
 
@@ -46,6 +50,7 @@ impl Node {
         Node::Scalar(Scalar {
             value: s.into(),
             tag: Tag::Implicit,
+            quoted: false,
         })
     }
 
@@ -53,6 +58,7 @@ impl Node {
         Node::Scalar(Scalar {
             value: "null".into(),
             tag: Tag::Null,
+            quoted: false,
         })
     }
 
@@ -60,6 +66,7 @@ impl Node {
         Node::Scalar(Scalar {
             value: i.to_string(),
             tag: Tag::Int,
+            quoted: false,
         })
     }
 

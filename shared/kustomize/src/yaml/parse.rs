@@ -7,6 +7,7 @@
 use granit_parser::{Event, Parser, ScalarStyle};
 
 use super::node::{Node, Scalar, Tag};
+use super::resolve::{Resolved, resolve_v3};
 
 /// Limits applied while reading one YAML stream.
 #[derive(Clone, Copy, Debug)]
@@ -235,6 +236,7 @@ fn parse_once(text: &str, limits: Limits) -> Result<Vec<Option<Node>>, Retry> {
                 budget = budget
                     .checked_sub(1)
                     .ok_or(YamlError::TooManyNodes(limits.max_nodes))?;
+                // go-yaml v3 tags every parsed scalar: plain ones with the type their text reads as.
                 let tag = match tag {
                     Some(t) if t.handle() == "tag:yaml.org,2002:" => match t.suffix() {
                         "int" => Tag::Int,
@@ -244,9 +246,16 @@ fn parse_once(text: &str, limits: Limits) -> Result<Vec<Option<Node>>, Retry> {
                         _ => Tag::Str,
                     },
                     Some(_) => Tag::Str,
-                    None if style == ScalarStyle::Plain => Tag::Implicit,
+                    None if style == ScalarStyle::Plain => match resolve_v3(&value) {
+                        Resolved::Null => Tag::Null,
+                        Resolved::Bool(_) => Tag::Bool,
+                        Resolved::Int(_) => Tag::Int,
+                        Resolved::Float(_) => Tag::Float,
+                        Resolved::Str => Tag::Str,
+                    },
                     None => Tag::Str,
                 };
+                let quoted = style != ScalarStyle::Plain;
                 let mut value = value.into_owned();
                 // A block scalar cut off by the end of input has no final line break (go-yaml).
                 if matches!(style, ScalarStyle::Literal | ScalarStyle::Folded)
@@ -256,7 +265,7 @@ fn parse_once(text: &str, limits: Limits) -> Result<Vec<Option<Node>>, Retry> {
                 {
                     value.pop();
                 }
-                Some((Node::Scalar(Scalar { value, tag }), anchor))
+                Some((Node::Scalar(Scalar { value, tag, quoted }), anchor))
             }
             Event::SequenceStart(_, anchor, _) => {
                 if stack.len() >= limits.max_depth {
@@ -352,7 +361,7 @@ mod tests {
     fn plain_and_quoted_scalars_keep_their_typing() {
         let docs = parse_documents("a: 1\nb: '1'\nc: |\n  x\n", Limits::default()).expect("parses");
         let doc = docs[0].as_ref().expect("one document");
-        assert_eq!(doc.get("a"), Some(&Node::plain("1")));
+        assert!(matches!(doc.get("a"), Some(Node::Scalar(s)) if s.tag == Tag::Int && !s.quoted));
         assert_eq!(doc.get("b"), Some(&Node::str("1")));
         assert_eq!(doc.get("c"), Some(&Node::str("x\n")));
     }
@@ -396,7 +405,7 @@ mod tests {
         )
         .expect("parses");
         let c = docs[0].as_ref().and_then(|d| d.get("c")).expect("c");
-        assert_eq!(c.get("x"), Some(&Node::plain("1")));
-        assert_eq!(c.get("y"), Some(&Node::plain("3")));
+        assert_eq!(c.get("x").and_then(Node::as_str), Some("1"));
+        assert_eq!(c.get("y").and_then(Node::as_str), Some("3"));
     }
 }
