@@ -28,6 +28,12 @@ pub enum Command {
     Serve(cmd::serve::ServeArgs),
     /// Show clusters and their objects, as `flux get` does, fleet-wide.
     Get(cmd::get::GetArgs),
+    /// Ask a cluster's agent, through the fleet, to reconcile an object now.
+    Reconcile(cmd::act::ActArgs),
+    /// Suspend an object's reconciliation on a cluster.
+    Suspend(cmd::act::ActArgs),
+    /// Resume an object's reconciliation on a cluster.
+    Resume(cmd::act::ActArgs),
 }
 
 /// Parses the command line, runs the subcommand and turns its outcome into an exit code.
@@ -41,6 +47,9 @@ pub fn main() -> ExitCode {
         Command::Cluster(args) => cmd::cluster::run(args),
         Command::Serve(args) => cmd::serve::run(args),
         Command::Get(args) => cmd::get::run(args),
+        Command::Reconcile(args) => cmd::act::run(proto::CommandAction::ReconcileNow, args),
+        Command::Suspend(args) => cmd::act::run(proto::CommandAction::Suspend, args),
+        Command::Resume(args) => cmd::act::run(proto::CommandAction::Resume, args),
     };
     match outcome {
         Ok(()) => ExitCode::SUCCESS,

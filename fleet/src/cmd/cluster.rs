@@ -3,6 +3,7 @@
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{Context, bail};
@@ -11,7 +12,36 @@ use clap::{Args, Subcommand, ValueEnum};
 use proto::pki::{Identity, IssuedCert, validate_name};
 
 use crate::home::{FleetHome, write_file};
-use crate::registry::{CertificateRecord, FileRegistry, Registration, Registry};
+use crate::registry::{CertificateRecord, FileRegistry, KubeRegistry, Registration, Registry};
+
+/// Where registrations live: a management cluster when a kubeconfig is given, else the data
+/// directory's clusters.json.
+#[derive(Debug, Clone, Args)]
+pub struct RegistryArgs {
+    /// Kubeconfig of the management cluster that stores `Cluster` objects (kubesim with
+    /// --data-dir locally). Without it, registrations live in DIR/clusters.json.
+    #[arg(long, env = "FLOTILLA_MANAGEMENT_KUBECONFIG")]
+    pub management_kubeconfig: Option<PathBuf>,
+    /// The management cluster namespace of the fleet's objects.
+    #[arg(long, default_value = crate::registry::DEFAULT_NAMESPACE)]
+    pub fleet_namespace: String,
+}
+
+impl RegistryArgs {
+    /// Opens the registry these options name (installing the CRD in a management cluster).
+    pub async fn open(&self, home: &FleetHome) -> anyhow::Result<Arc<dyn Registry>> {
+        match &self.management_kubeconfig {
+            Some(path) => {
+                let text = std::fs::read_to_string(path)
+                    .with_context(|| format!("reading {}", path.display()))?;
+                let registry = KubeRegistry::from_kubeconfig(&text, &self.fleet_namespace).await?;
+                registry.install().await?;
+                Ok(Arc::new(registry))
+            }
+            None => Ok(Arc::new(registry(home))),
+        }
+    }
+}
 
 #[derive(Debug, Args)]
 pub struct ClusterArgs {
@@ -65,6 +95,8 @@ pub struct AddArgs {
     /// The fleet's data directory.
     #[arg(long, env = "FLOTILLA_HOME", default_value_os_t = FleetHome::default_dir())]
     pub dir: PathBuf,
+    #[command(flatten)]
+    pub registry: RegistryArgs,
 }
 
 #[derive(Debug, Args)]
@@ -74,6 +106,8 @@ pub struct RemoveArgs {
     /// The fleet's data directory.
     #[arg(long, env = "FLOTILLA_HOME", default_value_os_t = FleetHome::default_dir())]
     pub dir: PathBuf,
+    #[command(flatten)]
+    pub registry: RegistryArgs,
 }
 
 fn parse_label(text: &str) -> Result<(String, String), String> {
@@ -120,7 +154,11 @@ async fn add_cluster(args: AddArgs) -> anyhow::Result<()> {
         }],
         registered_at: now,
     };
-    registry(&home).register(registration, args.rotate).await?;
+    args.registry
+        .open(&home)
+        .await?
+        .register(registration, args.rotate)
+        .await?;
     eprintln!(
         "cluster {} {}; certificate {} valid until {}",
         args.name,
@@ -184,7 +222,7 @@ async fn remove_cluster(args: RemoveArgs) -> anyhow::Result<()> {
             args.dir.display()
         );
     }
-    let removed = registry(&home).remove(&args.name).await?;
+    let removed = args.registry.open(&home).await?.remove(&args.name).await?;
     eprintln!(
         "cluster {} removed; {} certificate(s) revoked (a running fleet refuses them within its registry poll interval)",
         removed.name,

@@ -1,5 +1,6 @@
 //! One module per subcommand; each exposes its clap `Args` and a `run` function.
 
+pub mod act;
 pub mod cluster;
 pub mod fleet;
 pub mod get;

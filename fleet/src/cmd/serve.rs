@@ -2,7 +2,6 @@
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
-use std::sync::Arc;
 use std::time::Duration;
 
 use clap::Args;
@@ -36,6 +35,8 @@ pub struct ServeArgs {
     /// Do not accept the bearer token in DIR/admin-token (admin certificates only).
     #[arg(long)]
     pub no_token: bool,
+    #[command(flatten)]
+    pub registry: super::cluster::RegistryArgs,
 }
 
 pub fn run(args: ServeArgs) -> anyhow::Result<()> {
@@ -57,8 +58,8 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
         registry_poll: Duration::from_secs(args.registry_poll_seconds),
         workers: args.workers,
     };
-    let registry = Arc::new(super::cluster::registry(&home));
     actix_web::rt::System::new().block_on(async move {
+        let registry = args.registry.open(&home).await?;
         let fleet = server::start(config, registry).await?;
         eprintln!(
             "fleet serving agents on {} and the API on {}",
