@@ -1,7 +1,119 @@
-//! `crds`: OpenAPI definitions whose `x-kubernetes-object-ref-*` and
-//! `x-kubernetes-label-selector` extensions add name references and label paths.
+//! `crds`: OpenAPI definitions (a map of type name to `{Schema: ...}`, JSON or YAML) whose
+//! `x-kubernetes-*` extensions make kustomize treat custom kinds like built-in ones:
+//! `object-ref-*` adds name references, `label-selector` adds a commonLabels path,
+//! `annotation` a commonAnnotations path, `identity` a name prefix path.
 
-use crate::fieldspec::TransformerConfig;
+use crate::fieldspec::{FieldSpec, NameBackRef, TransformerConfig};
+use crate::resource::Gvk;
 use crate::yaml::Node;
 
-pub(crate) fn load(_docs: &[Node], _cfg: &mut TransformerConfig) {}
+fn props<'a>(types: &'a Node, name: &str) -> Option<&'a Vec<(String, Node)>> {
+    types.get(name)?.get("Schema")?.get("properties")?.as_map()
+}
+
+fn walk(
+    cfg: &mut TransformerConfig,
+    gvk: &Gvk,
+    types: &Node,
+    type_name: &str,
+    path: &mut Vec<String>,
+) {
+    // Definitions may refer to each other in cycles; kustomize's configs are never this deep.
+    if path.len() > 32 {
+        return;
+    }
+    let Some(properties) = props(types, type_name) else {
+        return;
+    };
+    for (prop, p) in properties {
+        path.push(prop.clone());
+        let spec = || FieldSpec {
+            gvk: gvk.clone(),
+            path: path.join("/"),
+            create: false,
+        };
+        if p.get("x-kubernetes-annotation").is_some() {
+            cfg.common_annotations.push(spec());
+        }
+        if p.get("x-kubernetes-label-selector").is_some() {
+            cfg.common_labels.push(spec());
+        }
+        if p.get("x-kubernetes-identity").is_some() {
+            cfg.name_prefix.push(spec());
+        }
+        if let (Some(version), Some(kind)) = (
+            p.str_at(&["x-kubernetes-object-ref-api-version"]),
+            p.str_at(&["x-kubernetes-object-ref-kind"]),
+        ) {
+            let key = p
+                .str_at(&["x-kubernetes-object-ref-name-key"])
+                .unwrap_or("name");
+            cfg.add_back_ref(NameBackRef {
+                gvk: Gvk {
+                    group: String::new(),
+                    version: version.to_string(),
+                    kind: kind.to_string(),
+                },
+                referrers: vec![FieldSpec {
+                    gvk: gvk.clone(),
+                    path: format!("{}/{key}", path.join("/")),
+                    create: false,
+                }],
+            });
+        }
+        if let Some(r) = p.str_at(&["$ref"]) {
+            walk(cfg, gvk, types, r, path);
+        }
+        path.pop();
+    }
+}
+
+/// Adds the field specs the definitions in `docs` declare.
+pub(crate) fn load(docs: &[Node], cfg: &mut TransformerConfig) {
+    for types in docs {
+        let Some(entries) = types.as_map() else {
+            continue;
+        };
+        for (name, _) in entries {
+            let Some(p) = props(types, name) else {
+                continue;
+            };
+            let has = |k: &str| p.iter().any(|(n, _)| n == k);
+            if !(has("kind") && has("apiVersion") && has("metadata")) {
+                continue;
+            }
+            let kind = name.rsplit('.').next().unwrap_or(name);
+            let gvk = Gvk {
+                kind: kind.to_string(),
+                ..Default::default()
+            };
+            let mut add = TransformerConfig::default();
+            walk(&mut add, &gvk, types, name, &mut Vec::new());
+            cfg.merge(add);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::yaml::{Limits, parse_documents};
+
+    #[test]
+    fn object_ref_extensions_become_name_references() {
+        let text = r#"{"x.io/v1.App": {"Schema": {"properties": {"apiVersion": {}, "kind": {}, "metadata": {},
+            "spec": {"$ref": "x.io/v1.Spec"}}}},
+          "x.io/v1.Spec": {"Schema": {"properties": {"cfg": {"x-kubernetes-object-ref-api-version": "v1",
+            "x-kubernetes-object-ref-kind": "ConfigMap"}, "sel": {"x-kubernetes-label-selector": ""}}}}}"#;
+        let docs: Vec<Node> = parse_documents(text, Limits::default())
+            .expect("json")
+            .into_iter()
+            .flatten()
+            .collect();
+        let mut cfg = TransformerConfig::default();
+        load(&docs, &mut cfg);
+        assert_eq!(cfg.name_reference[0].gvk.kind, "ConfigMap");
+        assert_eq!(cfg.name_reference[0].referrers[0].path, "spec/cfg/name");
+        assert_eq!(cfg.common_labels[0].path, "spec/sel");
+    }
+}

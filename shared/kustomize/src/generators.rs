@@ -274,7 +274,9 @@ fn absorb(acc: &mut Acc, mut g: Object) -> Result<()> {
             g.prev_ids = old.prev_ids.clone();
             g.prefixes = old.prefixes.clone();
             g.suffixes = old.suffixes.clone();
-            g.needs_hash = g.needs_hash || old.needs_hash;
+            // The hash option travels with the object being merged into (kustomize copies it
+            // from the old resource), so a plain base ConfigMap stays unhashed.
+            g.needs_hash = old.needs_hash;
             g.behavior = Behavior::Create;
             acc.objs[*i] = g;
             Ok(())
