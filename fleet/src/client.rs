@@ -138,6 +138,40 @@ impl ApiClient {
         Self::decode(response).await
     }
 
+    /// Live changes (`GET /api/v1/events`): the current clusters first, then every change,
+    /// as server-sent events.
+    pub async fn events(&self) -> Result<impl futures::Stream<Item = Result<SseEvent>> + use<>> {
+        let response = self
+            .request(reqwest::Method::GET, "/api/v1/events")
+            .send()
+            .await
+            .map_err(ClientError::Http)?;
+        let status = response.status();
+        if !status.is_success() {
+            return Err(ClientError::Api {
+                status: status.as_u16(),
+                message: "event stream refused".into(),
+            });
+        }
+        let bytes = response.bytes_stream();
+        Ok(futures::stream::unfold(
+            (bytes, SseParser::default()),
+            |(mut bytes, mut parser)| async move {
+                use futures::StreamExt;
+                loop {
+                    if let Some(event) = parser.next_event() {
+                        return Some((Ok(event), (bytes, parser)));
+                    }
+                    match bytes.next().await {
+                        Some(Ok(chunk)) => parser.push(&chunk),
+                        Some(Err(e)) => return Some((Err(ClientError::Http(e)), (bytes, parser))),
+                        None => return None,
+                    }
+                }
+            },
+        ))
+    }
+
     /// `GET path` as raw text (for `/metrics`).
     pub async fn get_text(&self, path: &str) -> Result<(u16, String)> {
         let response = self
@@ -147,5 +181,81 @@ impl ApiClient {
             .map_err(ClientError::Http)?;
         let status = response.status().as_u16();
         Ok((status, response.text().await.map_err(ClientError::Http)?))
+    }
+}
+
+/// One server-sent event.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SseEvent {
+    /// The `event:` name.
+    pub name: String,
+    /// The `data:` lines, joined by newlines.
+    pub data: String,
+}
+
+/// Splits a byte stream into server-sent events.
+#[derive(Debug, Default)]
+struct SseParser {
+    buffer: Vec<u8>,
+}
+
+impl SseParser {
+    fn push(&mut self, chunk: &[u8]) {
+        self.buffer.extend_from_slice(chunk);
+    }
+
+    fn next_event(&mut self) -> Option<SseEvent> {
+        loop {
+            let end = self.buffer.windows(2).position(|w| w == b"\n\n")?;
+            let block: Vec<u8> = self.buffer.drain(..end + 2).collect();
+            let text = String::from_utf8_lossy(&block);
+            let mut event = SseEvent {
+                name: "message".into(),
+                data: String::new(),
+            };
+            let mut has_data = false;
+            for line in text.lines() {
+                if let Some(name) = line.strip_prefix("event:") {
+                    event.name = name.trim().to_string();
+                } else if let Some(data) = line.strip_prefix("data:") {
+                    if has_data {
+                        event.data.push('\n');
+                    }
+                    event.data.push_str(data.strip_prefix(' ').unwrap_or(data));
+                    has_data = true;
+                }
+            }
+            if has_data {
+                return Some(event);
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn server_sent_events_split_across_chunks_are_reassembled() {
+        let mut parser = SseParser::default();
+        parser.push(b"event: cluster\ndata: {\"a\"");
+        assert_eq!(parser.next_event(), None);
+        parser.push(b":1}\n\n: comment\n\nevent: object\ndata: x\ndata: y\n\n");
+        assert_eq!(
+            parser.next_event(),
+            Some(SseEvent {
+                name: "cluster".into(),
+                data: r#"{"a":1}"#.into()
+            })
+        );
+        assert_eq!(
+            parser.next_event(),
+            Some(SseEvent {
+                name: "object".into(),
+                data: "x\ny".into()
+            })
+        );
+        assert_eq!(parser.next_event(), None);
     }
 }

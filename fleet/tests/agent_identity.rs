@@ -301,3 +301,33 @@ async fn malformed_oversize_and_wrong_version_frames_close_only_their_connection
     fleet.stop().await;
     support::assert_no_secret_logged(&pki.secrets);
 }
+
+#[actix_web::test]
+async fn an_agent_that_stops_heartbeating_is_marked_disconnected() {
+    let mut pki = Pki::new("silent");
+    let staging = pki.add_cluster("staging").await;
+    let mut config = pki.serve_config(0, 0);
+    config.heartbeat = Duration::from_secs(1);
+    config.missed_heartbeats = 1;
+    let fleet = fleet::server::start(config, pki.registry.clone())
+        .await
+        .expect("fleet");
+    let mut socket = connect(&pki, &fleet.agent_url(), &staging)
+        .await
+        .expect("connect");
+    greet(&mut socket).await;
+    wait_state(&fleet.state, "staging connected", |s| {
+        s.cluster("staging")
+            .is_some_and(|c| c.state == fleet::server::ConnectionState::Connected)
+    })
+    .await;
+    // Say nothing more: the fleet gives up after the missed heartbeat.
+    let (code, reason) = close_of(&mut socket).await;
+    assert_eq!(code, 4008, "{reason}");
+    wait_state(&fleet.state, "staging disconnected", |s| {
+        s.cluster("staging")
+            .is_some_and(|c| c.state == fleet::server::ConnectionState::Disconnected)
+    })
+    .await;
+    fleet.stop().await;
+}

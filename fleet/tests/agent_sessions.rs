@@ -299,6 +299,45 @@ async fn after_a_fleet_restart_agents_reconnect_and_resync() {
     support::assert_no_secret_logged(&pki.secrets);
 }
 
+#[actix_web::test]
+async fn live_changes_arrive_as_server_sent_events() {
+    use futures::StreamExt;
+
+    let mut pki = Pki::new("events");
+    let staging = pki.add_cluster("staging").await;
+    let fleet = pki.start_fleet().await;
+    let events = pki
+        .admin_client(&fleet)
+        .events()
+        .await
+        .expect("event stream");
+    futures::pin_mut!(events);
+    let first = events.next().await.expect("an event").expect("readable");
+    assert_eq!(first.name, "cluster");
+    assert!(
+        first.data.contains(r#""state":"Pending""#),
+        "{}",
+        first.data
+    );
+
+    let _agent = SimAgent::start(
+        pki.link_config(&fleet.agent_url(), &staging),
+        vec![kustomization("apps", "main@sha1:live", Readiness::True)],
+    );
+    let mut saw_connected = false;
+    let mut saw_object = false;
+    while !(saw_connected && saw_object) {
+        let event = tokio::time::timeout(std::time::Duration::from_secs(30), events.next())
+            .await
+            .expect("events keep coming")
+            .expect("stream open")
+            .expect("readable");
+        saw_connected |= event.name == "cluster" && event.data.contains(r#""state":"Connected""#);
+        saw_object |= event.name == "object" && event.data.contains("main@sha1:live");
+    }
+    fleet.stop().await;
+}
+
 mod server {
     use super::support::Pki;
     use fleet::server::RunningFleet;

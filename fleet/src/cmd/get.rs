@@ -63,6 +63,9 @@ pub struct GetArgs {
     /// Output format.
     #[arg(short = 'o', long, value_enum, default_value = "table", global = true)]
     pub output: Format,
+    /// After listing, keep printing changes as they happen (one line or document each).
+    #[arg(short = 'w', long, global = true)]
+    pub watch: bool,
 }
 
 #[derive(Debug, Subcommand)]
@@ -105,20 +108,99 @@ pub fn run(args: GetArgs) -> anyhow::Result<()> {
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?;
-    let text = runtime.block_on(async {
-        match &args.what {
+    runtime.block_on(async {
+        let mut listed = 0;
+        let text = match &args.what {
             GetWhat::Clusters => {
                 let clusters: Vec<ClusterView> = client.get("/api/v1/clusters").await?;
-                render(args.output, &clusters, || clusters_table(&clusters))
+                listed = clusters.len();
+                render(args.output, &clusters, || clusters_table(&clusters))?
             }
-            GetWhat::Kustomizations(o) => objects(&client, "Kustomization", o, args.output).await,
+            GetWhat::Kustomizations(o) => objects(&client, "Kustomization", o, args.output).await?,
             GetWhat::Sources(SourceKind::Git(o)) => {
-                objects(&client, "GitRepository", o, args.output).await
+                objects(&client, "GitRepository", o, args.output).await?
             }
+        };
+        print!("{text}");
+        if args.watch {
+            watch(&client, &args, listed).await?;
         }
-    })?;
-    print!("{text}");
+        Ok(())
+    })
+}
+
+/// Prints every later change that matches what was listed, as `kubectl get --watch` does.
+async fn watch(client: &ApiClient, args: &GetArgs, listed_clusters: usize) -> anyhow::Result<()> {
+    use futures::StreamExt;
+    use std::io::Write;
+
+    let (kind, filter) = match &args.what {
+        GetWhat::Clusters => (None, None),
+        GetWhat::Kustomizations(o) => (Some("Kustomization"), Some(o)),
+        GetWhat::Sources(SourceKind::Git(o)) => (Some("GitRepository"), Some(o)),
+    };
+    let events = client.events().await?;
+    futures::pin_mut!(events);
+    // The stream opens with the current clusters, which were just listed.
+    let mut to_skip = listed_clusters;
+    while let Some(event) = events.next().await {
+        let event = event?;
+        let line = match (kind, event.name.as_str()) {
+            (None, "cluster") => {
+                if to_skip > 0 {
+                    to_skip -= 1;
+                    continue;
+                }
+                let view: ClusterView = serde_json::from_str(&event.data)?;
+                render(args.output, &view, || {
+                    body(&clusters_table(std::slice::from_ref(&view)))
+                })?
+            }
+            (Some(kind), "object") => {
+                #[derive(serde::Deserialize)]
+                struct Changed {
+                    cluster: String,
+                    status: ObjectStatus,
+                }
+                let changed: Changed = serde_json::from_str(&event.data)?;
+                let Some(filter) = filter else { continue };
+                let wanted = changed.status.object.kind == kind
+                    && filter
+                        .cluster
+                        .as_ref()
+                        .is_none_or(|c| c == &changed.cluster)
+                    && filter
+                        .namespace
+                        .as_ref()
+                        .is_none_or(|n| n == &changed.status.object.namespace);
+                if !wanted {
+                    continue;
+                }
+                let item = ClusterObject {
+                    cluster: changed.cluster,
+                    status: changed.status,
+                };
+                render(args.output, &item, || {
+                    body(&objects_table(
+                        std::slice::from_ref(&item),
+                        filter.cluster.is_none(),
+                    ))
+                })?
+            }
+            _ => continue,
+        };
+        print!("{line}");
+        std::io::stdout().flush()?;
+    }
     Ok(())
+}
+
+/// A table without its header line.
+fn body(table: &str) -> String {
+    table
+        .split_once('\n')
+        .map(|(_, rest)| rest.to_string())
+        .unwrap_or_default()
 }
 
 async fn objects(
