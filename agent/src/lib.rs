@@ -9,6 +9,7 @@
 //! connection to the fleet server.
 
 pub mod config;
+pub mod context;
 pub mod fleet_link;
 pub mod health;
 pub mod hub;

