@@ -532,6 +532,7 @@ pub fn create(sim: &Sim, st: &mut State, t: &Target, p: &Params, body: &[u8]) ->
     }
     let mut obj = decode(body, &p.content_type)?;
     check_type(&obj, t)?;
+    strict_fields(t, &obj, p)?;
     let dry = p.dry_run()?;
     let manager = p.manager()?;
     let created = create_object(sim, st, t, &mut obj, &manager, dry, None)?;
