@@ -242,6 +242,12 @@ impl Builder<'_> {
         k: &Kustomization,
         acc: &mut Acc,
     ) -> Result<()> {
+        if let Some(f) = k.unsupported.first() {
+            return Err(Error::msg(format!(
+                "{}: '{f}' is not supported: the in-process engine runs no helm, plugins or custom schemas",
+                if dir.is_empty() { "." } else { dir }
+            )));
+        }
         for r in &k.resources {
             self.accumulate_resource(dir, r, acc)
                 .map_err(|e| e.context("accumulating resources"))?;
@@ -443,4 +449,102 @@ impl Error {
 /// The id an object had when first read or generated.
 pub(crate) fn org_id(o: &Object) -> ResId {
     o.prev_ids.first().cloned().unwrap_or_else(|| o.cur_id())
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::testutil::run;
+    use crate::{MemFs, Options, build};
+
+    #[test]
+    fn files_outside_the_kustomization_root_are_refused() {
+        let err = run(
+            &[
+                ("a/kustomization.yaml", "resources: [../b/x.yaml]\n"),
+                ("b/x.yaml", "kind: ConfigMap\n"),
+            ],
+            "a",
+        )
+        .expect_err("escape");
+        assert!(err.to_string().contains("is not in or below"), "{err}");
+        let err = run(
+            &[("a/kustomization.yaml", "resources: [../../x.yaml]\n")],
+            "a",
+        )
+        .expect_err("above root");
+        assert!(
+            err.to_string().contains("not in or below the root"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn remote_resources_are_refused_with_a_clear_error() {
+        let err = run(
+            &[(
+                "a/kustomization.yaml",
+                "resources: [https://github.com/x/y//base]\n",
+            )],
+            "a",
+        )
+        .expect_err("remote");
+        assert!(
+            err.to_string()
+                .contains("remote resources are not supported"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn malformed_yaml_names_the_file() {
+        let err = run(
+            &[
+                ("a/kustomization.yaml", "resources: [x.yaml]\n"),
+                ("a/x.yaml", "a: [b\n"),
+            ],
+            "a",
+        )
+        .expect_err("bad yaml");
+        let msg = err.to_string();
+        assert!(
+            msg.contains("MalformedYAMLError") && msg.contains("a/x.yaml"),
+            "{msg}"
+        );
+    }
+
+    #[test]
+    fn a_directory_without_kustomization_builds_with_the_flux_rule() {
+        let mut fs = MemFs::new();
+        fs.add(
+            "d/b.yaml",
+            "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: b\n",
+        )
+        .add("d/sub/kustomization.yaml", "resources: [c.yaml]\n")
+        .add(
+            "d/sub/c.yaml",
+            "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: c\n",
+        )
+        .add("d/notes.txt", "ignored");
+        let opts = Options {
+            generate_missing_kustomization: true,
+            ..Default::default()
+        };
+        let objs = build(&fs, "d", &opts).expect("builds");
+        let names: Vec<&str> = objs.iter().map(|o| o.name()).collect();
+        assert_eq!(names, ["b", "c"]);
+        assert!(build(&fs, "d", &Options::default()).is_err());
+    }
+
+    #[test]
+    fn cycles_between_bases_are_detected() {
+        let err = run(
+            &[
+                ("a/kustomization.yaml", "resources: [../b]\n"),
+                ("b/kustomization.yaml", "resources: [../a]\n"),
+            ],
+            "a",
+        )
+        .expect_err("cycle");
+        assert!(err.to_string().contains("cycle"), "{err}");
+    }
 }

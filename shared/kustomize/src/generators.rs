@@ -355,3 +355,60 @@ pub(crate) fn add_hashes(objs: &mut [Object]) -> Result<()> {
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use crate::testutil::{ok, run};
+
+    #[test]
+    fn config_maps_get_kustomizes_content_hash_and_references_follow() {
+        let out = ok(
+            &[
+                (
+                    "k/kustomization.yaml",
+                    "configMapGenerator:\n- name: cfg\n  literals: [A=1]\nresources: [p.yaml]\n",
+                ),
+                (
+                    "k/p.yaml",
+                    "apiVersion: v1\nkind: Pod\nmetadata:\n  name: p\nspec:\n  volumes:\n  - name: c\n    configMap:\n      name: cfg\n",
+                ),
+            ],
+            "k",
+        );
+        // sha256 of {"data":{"A":"1"},"kind":"ConfigMap","name":""}, kustomize-encoded.
+        let name = out
+            .lines()
+            .find(|l| l.starts_with("  name: cfg-"))
+            .expect("hashed name")
+            .trim_start_matches("  name: ");
+        assert!(out.contains(&format!("      name: {name}\n")), "{out}");
+    }
+
+    #[test]
+    fn secrets_are_base64_encoded_and_typed_opaque() {
+        let out = ok(
+            &[(
+                "k/kustomization.yaml",
+                "secretGenerator:\n- name: s\n  literals: [pw=x]\ngeneratorOptions:\n  disableNameSuffixHash: true\n",
+            )],
+            "k",
+        );
+        assert_eq!(
+            out,
+            "apiVersion: v1\ndata:\n  pw: eA==\nkind: Secret\nmetadata:\n  name: s\ntype: Opaque\n"
+        );
+    }
+
+    #[test]
+    fn merging_into_a_missing_generator_fails() {
+        let err = run(
+            &[(
+                "k/kustomization.yaml",
+                "configMapGenerator:\n- name: c\n  behavior: merge\n  literals: [a=b]\n",
+            )],
+            "k",
+        )
+        .expect_err("nothing to merge into");
+        assert!(err.to_string().contains("does not exist"), "{err}");
+    }
+}

@@ -88,6 +88,9 @@ pub struct Kustomization {
     pub configurations: Vec<String>,
     pub transformers: Vec<String>,
     pub sort_options: Option<Node>,
+    /// Fields naming features that would run programs or plugins (helm, exec generators,
+    /// validators) or replace the built-in schema; the engine refuses them.
+    pub unsupported: Vec<String>,
 }
 
 const KNOWN: &[&str] = &[
@@ -336,6 +339,24 @@ impl Kustomization {
         k.configurations = str_list(doc, "configurations")?;
         k.transformers = str_list(doc, "transformers")?;
         k.sort_options = doc.get("sortOptions").cloned();
+        for f in [
+            "helmCharts",
+            "helmGlobals",
+            "helmChartInflationGenerator",
+            "generators",
+            "validators",
+            "openapi",
+        ] {
+            let present = match doc.get(f) {
+                None => false,
+                Some(Node::Seq(s)) => !s.is_empty(),
+                Some(Node::Map(m)) => !m.is_empty(),
+                Some(n) => !n.is_null(),
+            };
+            if present {
+                k.unsupported.push(f.to_string());
+            }
+        }
         Ok(k)
     }
 }

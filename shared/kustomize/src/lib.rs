@@ -17,6 +17,8 @@ mod replacements;
 pub mod resource;
 mod schema;
 mod sort;
+#[cfg(test)]
+mod testutil;
 mod transformers;
 mod vars;
 pub mod yaml;

@@ -229,3 +229,35 @@ pub(crate) fn fix(objs: &mut [Object], cfg: &TransformerConfig) -> Result<()> {
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use crate::testutil::ok;
+
+    #[test]
+    fn references_follow_prefixed_names_across_kinds() {
+        let out = ok(
+            &[
+                (
+                    "k/kustomization.yaml",
+                    "namePrefix: p-\nresources: [r.yaml]\n",
+                ),
+                (
+                    "k/r.yaml",
+                    "apiVersion: v1\nkind: ServiceAccount\nmetadata:\n  name: sa\n---\napiVersion: rbac.authorization.k8s.io/v1\nkind: RoleBinding\nmetadata:\n  name: rb\nroleRef:\n  apiGroup: rbac.authorization.k8s.io\n  kind: Role\n  name: role\nsubjects:\n- kind: ServiceAccount\n  name: sa\n---\napiVersion: rbac.authorization.k8s.io/v1\nkind: Role\nmetadata:\n  name: role\n",
+                ),
+            ],
+            "k",
+        );
+        assert!(
+            out.contains(
+                "roleRef:\n  apiGroup: rbac.authorization.k8s.io\n  kind: Role\n  name: p-role\n"
+            ),
+            "{out}"
+        );
+        assert!(
+            out.contains("- kind: ServiceAccount\n  name: p-sa\n"),
+            "{out}"
+        );
+    }
+}

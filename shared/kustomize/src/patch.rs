@@ -823,3 +823,85 @@ pub(crate) fn strategic_merge_legacy(
 
 #[allow(dead_code)]
 fn _tag_used(_: Tag) {}
+
+#[cfg(test)]
+mod tests {
+    use crate::testutil::{ok, run};
+
+    const DEPLOY: &str = "apiVersion: apps/v1\nkind: Deployment\nmetadata:\n  name: web\nspec:\n  template:\n    spec:\n      containers:\n      - name: a\n        image: a\n        env:\n        - name: X\n          value: x\n      - name: b\n        image: b\n      tolerations:\n      - key: k\n";
+
+    #[test]
+    fn strategic_merge_merges_containers_by_name_and_replaces_lists_without_keys() {
+        let patch = "apiVersion: apps/v1\nkind: Deployment\nmetadata:\n  name: web\nspec:\n  template:\n    spec:\n      containers:\n      - name: b\n        image: b2\n      - name: c\n        image: c\n      tolerations:\n      - key: other\n";
+        let out = ok(
+            &[
+                (
+                    "k/kustomization.yaml",
+                    "resources: [d.yaml]\npatches:\n- path: p.yaml\n",
+                ),
+                ("k/d.yaml", DEPLOY),
+                ("k/p.yaml", patch),
+            ],
+            "k",
+        );
+        assert!(out.contains("image: c\n"), "{out}");
+        assert!(out.contains("image: a\n"), "{out}");
+        assert!(out.contains("image: b2"), "{out}");
+        assert!(out.contains("tolerations:\n      - key: other\n"), "{out}");
+        assert!(!out.contains("key: k\n"), "{out}");
+    }
+
+    #[test]
+    fn delete_directives_and_nulls_remove_elements_and_keys() {
+        let patch = "apiVersion: apps/v1\nkind: Deployment\nmetadata:\n  name: web\nspec:\n  template:\n    spec:\n      containers:\n      - name: a\n        $patch: delete\n      tolerations: null\n";
+        let out = ok(
+            &[
+                (
+                    "k/kustomization.yaml",
+                    "resources: [d.yaml]\npatches:\n- path: p.yaml\n",
+                ),
+                ("k/d.yaml", DEPLOY),
+                ("k/p.yaml", patch),
+            ],
+            "k",
+        );
+        assert!(!out.contains("image: a\n"), "{out}");
+        assert!(!out.contains("tolerations"), "{out}");
+    }
+
+    #[test]
+    fn json6902_patches_need_a_target_and_apply_in_order() {
+        let kust = "resources: [d.yaml]\npatches:\n- target:\n    kind: Deployment\n  patch: |-\n    - op: replace\n      path: /spec/template/spec/containers/0/image\n      value: z\n    - op: add\n      path: /metadata/annotations/a\n      value: b\n";
+        let out = ok(&[("k/kustomization.yaml", kust), ("k/d.yaml", DEPLOY)], "k");
+        assert!(out.contains("image: z\n"), "{out}");
+        assert!(out.contains("annotations:\n    a: b\n"), "{out}");
+        let err = run(
+            &[("k/kustomization.yaml", "resources: [d.yaml]\npatches:\n- patch: '[{\"op\": \"remove\", \"path\": \"/spec\"}]'\n"), ("k/d.yaml", DEPLOY)],
+            "k",
+        )
+        .expect_err("no target");
+        assert!(err.to_string().contains("must specify a target"), "{err}");
+    }
+
+    #[test]
+    fn label_selectors_support_equality_sets_and_existence() {
+        let labels = vec![
+            ("a".to_string(), "1".to_string()),
+            ("b".to_string(), "2".to_string()),
+        ];
+        for (sel, want) in [
+            ("a=1", true),
+            ("a!=1", false),
+            ("b in (2,3)", true),
+            ("c", false),
+            ("!c", true),
+            ("a=1,b=3", false),
+        ] {
+            assert_eq!(
+                super::label_selector_matches(sel, &labels).expect("valid"),
+                want,
+                "{sel}"
+            );
+        }
+    }
+}

@@ -449,3 +449,30 @@ pub(crate) fn run(b: &Builder, dir: &str, reps: &[Node], objs: &mut [Object]) ->
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use crate::testutil::{ok, run};
+
+    const FILES: &str = "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: c\ndata:\n  host: db.prod\n---\napiVersion: v1\nkind: Pod\nmetadata:\n  name: p\nspec:\n  containers:\n  - name: a\n    image: a:1\n    env:\n    - name: HOST\n      value: x\n";
+
+    #[test]
+    fn values_are_copied_into_list_selected_fields_and_delimited_parts() {
+        let kust = "resources: [r.yaml]\nreplacements:\n- source:\n    kind: ConfigMap\n    name: c\n    fieldPath: data.host\n  targets:\n  - select:\n      kind: Pod\n    fieldPaths:\n    - spec.containers.[name=a].env.[name=HOST].value\n- source:\n    kind: ConfigMap\n    name: c\n    fieldPath: data.host\n    options:\n      delimiter: .\n      index: 1\n  targets:\n  - select:\n      kind: Pod\n    fieldPaths:\n    - spec.containers.0.image\n    options:\n      delimiter: ':'\n      index: 1\n";
+        let out = ok(&[("k/kustomization.yaml", kust), ("k/r.yaml", FILES)], "k");
+        assert!(out.contains("value: db.prod\n"), "{out}");
+        assert!(out.contains("image: a:prod\n"), "{out}");
+    }
+
+    #[test]
+    fn a_source_that_selects_nothing_is_an_error() {
+        let kust = "resources: [r.yaml]\nreplacements:\n- source:\n    kind: Secret\n    name: nope\n    fieldPath: data.x\n  targets:\n  - select:\n      kind: Pod\n";
+        let err = run(&[("k/kustomization.yaml", kust), ("k/r.yaml", FILES)], "k")
+            .expect_err("no source");
+        assert!(
+            err.to_string()
+                .contains("nothing selected by Secret.[noVer].[noGrp]/nope.[noNs]:data.x"),
+            "{err}"
+        );
+    }
+}

@@ -140,3 +140,59 @@ pub(crate) fn apply(objs: &mut [Object], opts: Option<&Node>) -> Result<()> {
         )),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use crate::testutil::ok;
+
+    const R: &str = "apiVersion: apps/v1\nkind: Deployment\nmetadata:\n  name: d\n---\napiVersion: v1\nkind: Namespace\nmetadata:\n  name: n\n---\napiVersion: admissionregistration.k8s.io/v1\nkind: ValidatingWebhookConfiguration\nmetadata:\n  name: w\n---\napiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: c\n";
+
+    fn kinds(out: &str) -> Vec<&str> {
+        out.lines()
+            .filter_map(|l| l.strip_prefix("kind: "))
+            .collect()
+    }
+
+    #[test]
+    fn legacy_order_puts_namespaces_first_and_webhooks_last() {
+        let out = ok(
+            &[
+                ("k/kustomization.yaml", "resources: [r.yaml]\n"),
+                ("k/r.yaml", R),
+            ],
+            "k",
+        );
+        assert_eq!(
+            kinds(&out),
+            [
+                "Namespace",
+                "ConfigMap",
+                "Deployment",
+                "ValidatingWebhookConfiguration"
+            ]
+        );
+    }
+
+    #[test]
+    fn fifo_keeps_load_order() {
+        let out = ok(
+            &[
+                (
+                    "k/kustomization.yaml",
+                    "sortOptions:\n  order: fifo\nresources: [r.yaml]\n",
+                ),
+                ("k/r.yaml", R),
+            ],
+            "k",
+        );
+        assert_eq!(
+            kinds(&out),
+            [
+                "Deployment",
+                "Namespace",
+                "ValidatingWebhookConfiguration",
+                "ConfigMap"
+            ]
+        );
+    }
+}

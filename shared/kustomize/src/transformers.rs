@@ -377,3 +377,135 @@ mod tests {
         );
     }
 }
+
+#[cfg(test)]
+mod transformer_tests {
+    use crate::testutil::ok;
+
+    const DEPLOY: &str = "apiVersion: apps/v1\nkind: Deployment\nmetadata:\n  name: web\nspec:\n  selector:\n    matchLabels:\n      app: web\n  template:\n    metadata:\n      labels:\n        app: web\n    spec:\n      containers:\n      - name: web\n        image: example/web:1\n";
+
+    #[test]
+    fn namespace_is_set_on_namespaced_objects_and_renames_namespace_objects() {
+        let out = ok(
+            &[
+                (
+                    "k/kustomization.yaml",
+                    "namespace: prod\nresources: [d.yaml, ns.yaml, cr.yaml]\n",
+                ),
+                ("k/d.yaml", DEPLOY),
+                (
+                    "k/ns.yaml",
+                    "apiVersion: v1\nkind: Namespace\nmetadata:\n  name: old\n",
+                ),
+                (
+                    "k/cr.yaml",
+                    "apiVersion: rbac.authorization.k8s.io/v1\nkind: ClusterRole\nmetadata:\n  name: r\n",
+                ),
+            ],
+            "k",
+        );
+        assert!(
+            out.contains("kind: Namespace\nmetadata:\n  name: prod\n"),
+            "{out}"
+        );
+        assert!(out.contains("  name: web\n  namespace: prod\n"), "{out}");
+        assert!(
+            out.contains("kind: ClusterRole\nmetadata:\n  name: r\n"),
+            "{out}"
+        );
+    }
+
+    #[test]
+    fn prefix_and_suffix_wrap_names_but_not_crds() {
+        let out = ok(
+            &[
+                (
+                    "k/kustomization.yaml",
+                    "namePrefix: a-\nnameSuffix: -z\nresources: [d.yaml, crd.yaml]\n",
+                ),
+                ("k/d.yaml", DEPLOY),
+                (
+                    "k/crd.yaml",
+                    "apiVersion: apiextensions.k8s.io/v1\nkind: CustomResourceDefinition\nmetadata:\n  name: xs.example.com\n",
+                ),
+            ],
+            "k",
+        );
+        assert!(out.contains("name: a-web-z"), "{out}");
+        assert!(out.contains("name: xs.example.com"), "{out}");
+    }
+
+    #[test]
+    fn common_labels_reach_selectors_and_templates_while_plain_labels_do_not() {
+        let out = ok(
+            &[
+                (
+                    "k/kustomization.yaml",
+                    "commonLabels:\n  team: a\nlabels:\n- pairs:\n    tier: b\nresources: [d.yaml]\n",
+                ),
+                ("k/d.yaml", DEPLOY),
+            ],
+            "k",
+        );
+        assert!(
+            out.contains("matchLabels:\n      app: web\n      team: a\n"),
+            "{out}"
+        );
+        assert!(
+            out.contains("labels:\n        app: web\n        team: a\n"),
+            "{out}"
+        );
+        assert!(
+            out.contains("  labels:\n    team: a\n    tier: b\n"),
+            "{out}"
+        );
+    }
+
+    #[test]
+    fn common_annotations_are_quoted_when_they_read_as_other_types() {
+        let out = ok(
+            &[
+                (
+                    "k/kustomization.yaml",
+                    "commonAnnotations:\n  num: \"1\"\n  \"n\": x\nresources: [d.yaml]\n",
+                ),
+                ("k/d.yaml", DEPLOY),
+            ],
+            "k",
+        );
+        assert!(
+            out.contains("  annotations:\n    \"n\": x\n    num: \"1\"\n"),
+            "{out}"
+        );
+    }
+
+    #[test]
+    fn replicas_are_set_or_created_by_name() {
+        let out = ok(
+            &[
+                (
+                    "k/kustomization.yaml",
+                    "replicas:\n- name: web\n  count: 3\nresources: [d.yaml]\n",
+                ),
+                ("k/d.yaml", DEPLOY),
+            ],
+            "k",
+        );
+        assert!(out.contains("  replicas: 3\n"), "{out}");
+    }
+
+    #[test]
+    fn images_change_name_tag_and_digest() {
+        let out = ok(
+            &[
+                (
+                    "k/kustomization.yaml",
+                    "images:\n- name: example/web\n  newName: reg/web\n  newTag: \"2\"\nresources: [d.yaml]\n",
+                ),
+                ("k/d.yaml", DEPLOY),
+            ],
+            "k",
+        );
+        assert!(out.contains("image: reg/web:2\n"), "{out}");
+    }
+}

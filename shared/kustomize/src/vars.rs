@@ -177,3 +177,17 @@ pub(crate) fn resolve(objs: &mut [Object], vars: &[Var], cfg: &TransformerConfig
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use crate::testutil::ok;
+
+    #[test]
+    fn vars_substitute_into_container_args_and_leave_unknown_ones() {
+        let kust = "resources: [r.yaml]\nvars:\n- name: SVC\n  objref:\n    kind: Service\n    name: s\n    apiVersion: v1\n";
+        let r = "apiVersion: v1\nkind: Service\nmetadata:\n  name: s\n---\napiVersion: v1\nkind: Pod\nmetadata:\n  name: p\nspec:\n  containers:\n  - name: a\n    args: [\"--svc=$(SVC)\", \"$(OTHER)\"]\n";
+        let out = ok(&[("k/kustomization.yaml", kust), ("k/r.yaml", r)], "k");
+        assert!(out.contains("- --svc=s\n"), "{out}");
+        assert!(out.contains("- $(OTHER)\n"), "{out}");
+    }
+}
