@@ -78,8 +78,12 @@ async fn wait_for_api_server(client: &Client) -> String {
 
 /// Starts one registry per reconciled kind and returns their "listed once" signals.
 fn start_registries(context: &AgentContext) -> Vec<tokio::sync::watch::Receiver<bool>> {
-    let _ = context;
-    Vec::new()
+    let kustomizations =
+        crate::registry::Registry::<crate::kustomization::KustomizationActor>::start(
+            kube::Api::all(context.client.clone()),
+            crate::kustomization::Deps::new(context.clone()),
+        );
+    vec![kustomizations.synced]
 }
 
 /// Runs an agent until `shutdown` completes.

@@ -1,6 +1,23 @@
-//! Kustomizations: the pure planning of a reconcile (what to apply, in which order, what to
-//! prune) and post-build substitution. The actor that carries a plan out against the
-//! cluster builds on these.
+//! Kustomizations: one [`actor::KustomizationActor`] per object reconciles it as Flux's
+//! kustomize-controller does.
+//!
+//! - [`actor`]: the lifecycle (when to reconcile) and supervision.
+//! - [`reconcile`]: one reconcile, in Flux's order; writes status once.
+//! - [`build`]: artifact -> objects (native kustomize, spec transformations, substitution).
+//! - [`plan`]: pure apply order, stages, prune candidates, inventory.
+//! - [`apply`]: server-side dry-run, apply, prune and health waits, as a typed change set.
+//! - [`drift`], [`status`], [`dependencies`], [`substitute`], [`impersonate`]: the parts.
 
+pub mod actor;
+pub mod apply;
+pub mod build;
+pub mod dependencies;
+pub mod drift;
+pub mod impersonate;
 pub mod plan;
+pub mod reconcile;
+pub mod status;
 pub mod substitute;
+
+pub use actor::{KustomizationActor, RequestReconcile};
+pub use reconcile::Deps;

@@ -1,0 +1,337 @@
+//! From an artifact to the objects a Kustomization applies: unpack, build with the native
+//! kustomize engine at `spec.path`, apply the spec's own transformations, substitute.
+//!
+//! Runs synchronously (it reads files and burns CPU): the reconciler calls it through
+//! `spawn_blocking`.
+//!
+//! The spec's transformations (`targetNamespace`, `namePrefix`/`nameSuffix`, `patches`,
+//! `images`, `components`) are those Flux adds to the kustomization at `spec.path`. We build
+//! the directory first and feed its output to a generated overlay holding them, which gives
+//! the same objects without editing the user's files.
+
+use std::path::Path;
+
+use api::kustomize::KustomizationSpec;
+use kustomize::{DiskFs, Options};
+use serde_json::{Value, json};
+
+use super::substitute::{self, SubstituteError, Variables};
+
+/// Largest unpacked artifact accepted.
+pub const MAX_ARTIFACT_SIZE: u64 = 512 * 1024 * 1024;
+
+const OVERLAY_DIR: &str = ".flotilla-overlay";
+
+/// Why the build failed; the reconcile reports `ArtifactFailed` or `BuildFailed`.
+#[derive(Debug, thiserror::Error)]
+pub enum BuildError {
+    /// The artifact could not be opened or unpacked.
+    #[error("failed to extract artifact {path}: {source}")]
+    Artifact {
+        path: String,
+        #[source]
+        source: crate::source::artifact::Error,
+    },
+    /// The artifact file could not be opened.
+    #[error("failed to open artifact {path}: {source}")]
+    ArtifactOpen {
+        path: String,
+        #[source]
+        source: std::io::Error,
+    },
+    /// `spec.path` leaves the artifact or does not exist in it.
+    #[error("kustomization path not found: {0}")]
+    Path(String),
+    /// The kustomize build failed.
+    #[error("kustomize build failed: {0}")]
+    Kustomize(#[source] kustomize::Error),
+    /// Post-build substitution failed.
+    #[error("post-build substitutions failed: {0}")]
+    Substitute(#[source] SubstituteError),
+    /// Writing the generated overlay failed.
+    #[error("writing the generated kustomization: {0}")]
+    Io(#[source] std::io::Error),
+    /// The build produced something that is not a Kubernetes object.
+    #[error("{0}")]
+    Output(String),
+}
+
+impl BuildError {
+    /// The Flux reason this error is reported with.
+    pub fn reason(&self) -> &'static str {
+        match self {
+            BuildError::Artifact { .. } | BuildError::ArtifactOpen { .. } => {
+                api::conditions::reasons::ARTIFACT_FAILED
+            }
+            _ => api::conditions::reasons::BUILD_FAILED,
+        }
+    }
+}
+
+/// Unpacks `artifact` into `workdir`.
+pub fn unpack(artifact: &Path, workdir: &Path) -> Result<(), BuildError> {
+    let shown = artifact.display().to_string();
+    let file = std::fs::File::open(artifact).map_err(|source| BuildError::ArtifactOpen {
+        path: shown.clone(),
+        source,
+    })?;
+    crate::source::artifact::extract(file, workdir, MAX_ARTIFACT_SIZE).map_err(|source| {
+        BuildError::Artifact {
+            path: shown,
+            source,
+        }
+    })?;
+    Ok(())
+}
+
+/// Builds the Kustomization's objects from an unpacked artifact at `root`.
+pub fn build(
+    root: &Path,
+    spec: &KustomizationSpec,
+    variables: Option<&Variables>,
+) -> Result<Vec<Value>, BuildError> {
+    let path = normalize_path(spec.path.as_deref().unwrap_or("./"))?;
+    let fs = DiskFs::new(root).map_err(|e| BuildError::Path(e.to_string()))?;
+    let options = Options {
+        generate_missing_kustomization: true,
+        ..Options::default()
+    };
+    if !root.join(&path).is_dir() {
+        return Err(BuildError::Path(spec.path.clone().unwrap_or_default()));
+    }
+    let mut objects = kustomize::build(&fs, &path, &options).map_err(BuildError::Kustomize)?;
+    if let Some(overlay) = overlay(spec, &path) {
+        let dir = root.join(OVERLAY_DIR);
+        std::fs::create_dir_all(&dir).map_err(BuildError::Io)?;
+        let printed = kustomize::print(&objects).map_err(BuildError::Kustomize)?;
+        std::fs::write(dir.join("resources.yaml"), printed).map_err(BuildError::Io)?;
+        std::fs::write(dir.join("kustomization.yaml"), overlay.to_string())
+            .map_err(BuildError::Io)?;
+        objects = kustomize::build(&fs, OVERLAY_DIR, &options).map_err(BuildError::Kustomize)?;
+    }
+    let mut out = Vec::with_capacity(objects.len());
+    for object in &objects {
+        let value = match variables {
+            Some(variables) => substituted(object, variables)?,
+            None => to_json(&object.node)?,
+        };
+        out.push(with_common_metadata(value, spec));
+    }
+    Ok(out)
+}
+
+fn normalize_path(path: &str) -> Result<String, BuildError> {
+    let mut parts: Vec<&str> = Vec::new();
+    for part in path.split('/') {
+        match part {
+            "" | "." => {}
+            ".." => {
+                if parts.pop().is_none() {
+                    return Err(BuildError::Path(path.to_string()));
+                }
+            }
+            other => parts.push(other),
+        }
+    }
+    Ok(if parts.is_empty() {
+        ".".into()
+    } else {
+        parts.join("/")
+    })
+}
+
+/// The generated overlay for the spec's transformations, if it asks for any.
+fn overlay(spec: &KustomizationSpec, path: &str) -> Option<Value> {
+    let mut patches: Vec<Value> = spec
+        .patches
+        .iter()
+        .map(|p| serde_json::to_value(p).unwrap_or(Value::Null))
+        .collect();
+    patches.extend(
+        spec.patches_strategic_merge
+            .iter()
+            .map(|p| json!({"patch": p.to_string()})),
+    );
+    patches.extend(spec.patches_json6902.iter().map(|p| {
+        json!({"patch": serde_json::to_string(&p.patch).unwrap_or_default(), "target": p.target})
+    }));
+    let wanted = spec.target_namespace.is_some()
+        || spec.name_prefix.is_some()
+        || spec.name_suffix.is_some()
+        || !patches.is_empty()
+        || !spec.images.is_empty()
+        || !spec.components.is_empty();
+    if !wanted {
+        return None;
+    }
+    let up = if path == "." {
+        "..".to_string()
+    } else {
+        format!("../{path}")
+    };
+    let components: Vec<String> = spec
+        .components
+        .iter()
+        .map(|c| format!("{up}/{}", c.trim_start_matches("./")))
+        .collect();
+    let mut k = json!({
+        "apiVersion": "kustomize.config.k8s.io/v1beta1",
+        "kind": "Kustomization",
+        "resources": ["resources.yaml"],
+    });
+    let set = |k: &mut Value, key: &str, value: Value| {
+        if let Some(map) = k.as_object_mut() {
+            map.insert(key.to_string(), value);
+        }
+    };
+    if let Some(ns) = &spec.target_namespace {
+        set(&mut k, "namespace", json!(ns));
+    }
+    if let Some(prefix) = &spec.name_prefix {
+        set(&mut k, "namePrefix", json!(prefix));
+    }
+    if let Some(suffix) = &spec.name_suffix {
+        set(&mut k, "nameSuffix", json!(suffix));
+    }
+    if !patches.is_empty() {
+        set(&mut k, "patches", Value::Array(patches));
+    }
+    if !spec.images.is_empty() {
+        set(
+            &mut k,
+            "images",
+            serde_json::to_value(&spec.images).unwrap_or(Value::Null),
+        );
+    }
+    if !components.is_empty() {
+        set(&mut k, "components", json!(components));
+    }
+    Some(k)
+}
+
+fn to_json(node: &kustomize::yaml::Node) -> Result<Value, BuildError> {
+    let text = kustomize::yaml::go_json(node).map_err(|e| BuildError::Output(e.to_string()))?;
+    serde_json::from_str(&text).map_err(|e| BuildError::Output(e.to_string()))
+}
+
+/// Substitutes in the object's YAML text, as Flux does, unless the object opted out.
+fn substituted(object: &kustomize::Object, variables: &Variables) -> Result<Value, BuildError> {
+    let value = to_json(&object.node)?;
+    if substitute::is_disabled(&value) {
+        return Ok(value);
+    }
+    let text =
+        kustomize::yaml::to_yaml(&object.node).map_err(|e| BuildError::Output(e.to_string()))?;
+    let text = substitute::substitute(&text, variables, false).map_err(BuildError::Substitute)?;
+    let documents = kustomize::yaml::parse_documents(&text, Default::default())
+        .map_err(|e| BuildError::Output(format!("{}: after substitution: {e}", object.name())))?;
+    match documents.into_iter().flatten().next() {
+        Some(node) => to_json(&node),
+        None => Err(BuildError::Output(format!(
+            "{}: empty after substitution",
+            object.name()
+        ))),
+    }
+}
+
+/// Adds `spec.commonMetadata` labels and annotations to an object.
+fn with_common_metadata(mut object: Value, spec: &KustomizationSpec) -> Value {
+    let Some(common) = &spec.common_metadata else {
+        return object;
+    };
+    for (field, entries) in [
+        ("labels", &common.labels),
+        ("annotations", &common.annotations),
+    ] {
+        let Some(entries) = entries else { continue };
+        let Some(metadata) = object.get_mut("metadata").and_then(Value::as_object_mut) else {
+            continue;
+        };
+        let map = metadata.entry(field).or_insert_with(|| json!({}));
+        if let Some(map) = map.as_object_mut() {
+            for (k, v) in entries {
+                map.insert(k.clone(), json!(v));
+            }
+        }
+    }
+    object
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn spec(extra: Value) -> KustomizationSpec {
+        let mut base = json!({"interval": "1m", "prune": true, "sourceRef": {"kind": "GitRepository", "name": "repo"}});
+        if let (Some(b), Some(e)) = (base.as_object_mut(), extra.as_object()) {
+            b.extend(e.clone());
+        }
+        serde_json::from_value(base).unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    fn write(root: &Path, path: &str, text: &str) {
+        let file = root.join(path);
+        if let Some(parent) = file.parent() {
+            std::fs::create_dir_all(parent).unwrap_or_else(|e| panic!("{e}"));
+        }
+        std::fs::write(file, text).unwrap_or_else(|e| panic!("{e}"));
+    }
+
+    const DEPLOYMENT: &str = "apiVersion: apps/v1\nkind: Deployment\nmetadata:\n  name: web\nspec:\n  replicas: ${replicas:=1}\n  template:\n    spec:\n      containers:\n      - name: web\n        image: nginx:1.0\n";
+
+    #[test]
+    fn a_directory_without_kustomization_is_built_with_the_spec_transformations() {
+        let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+        write(dir.path(), "apps/web/deploy.yaml", DEPLOYMENT);
+        let spec = spec(json!({
+            "path": "./apps/web",
+            "targetNamespace": "prod",
+            "namePrefix": "p-",
+            "images": [{"name": "nginx", "newTag": "2.0"}],
+            "commonMetadata": {"labels": {"team": "a"}},
+            "postBuild": {"substitute": {"replicas": "3"}},
+        }));
+        let mut variables = Variables::new();
+        variables.insert("replicas".into(), "3".into());
+        let objects = build(dir.path(), &spec, Some(&variables)).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(objects.len(), 1);
+        let d = &objects[0];
+        assert_eq!(d["metadata"]["name"], "p-web");
+        assert_eq!(d["metadata"]["namespace"], "prod");
+        assert_eq!(d["metadata"]["labels"]["team"], "a");
+        assert_eq!(d["spec"]["replicas"], 3);
+        assert_eq!(
+            d["spec"]["template"]["spec"]["containers"][0]["image"],
+            "nginx:2.0"
+        );
+    }
+
+    #[test]
+    fn substitution_defaults_apply_and_paths_cannot_leave_the_artifact() {
+        let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+        write(dir.path(), "deploy.yaml", DEPLOYMENT);
+        let objects = build(dir.path(), &spec(json!({})), Some(&Variables::new()))
+            .unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(objects[0]["spec"]["replicas"], 1);
+        assert!(matches!(
+            build(dir.path(), &spec(json!({"path": "../.."})), None),
+            Err(BuildError::Path(_))
+        ));
+        assert!(matches!(
+            build(dir.path(), &spec(json!({"path": "missing"})), None),
+            Err(BuildError::Path(_))
+        ));
+    }
+
+    #[test]
+    fn broken_yaml_is_a_build_failure() {
+        let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+        write(
+            dir.path(),
+            "deploy.yaml",
+            "apiVersion: v1\nkind: ConfigMap\nmetadata: [oops\n",
+        );
+        let error = build(dir.path(), &spec(json!({})), None).err();
+        assert!(matches!(error, Some(BuildError::Kustomize(_))), "{error:?}");
+    }
+}

@@ -1,0 +1,685 @@
+//! One reconcile of a Kustomization, in Flux's order: dependencies, artifact, build,
+//! dry-run of everything, staged apply, prune, health; then one status write, one event and
+//! the metrics. The actor decides when to run it; this module decides what it does.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Instant;
+
+use api::conditions::{self, annotations, reasons, types};
+use api::inventory::{ResourceInventory, ResourceRef};
+use api::kustomize::{DriftMode, Kustomization, KustomizationStatus};
+use k8s_openapi::api::core::v1::{ConfigMap, Event, ObjectReference, Secret};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, Time};
+use kube::api::{Patch, PatchParams, PostParams};
+use kube::{Api, Resource, ResourceExt};
+use serde_json::json;
+
+use super::apply::{Action, Applier, ApplyError, ChangeSet, KindCache, Prepared, Target};
+use super::build::{self, BuildError};
+use super::plan::{self, Stage};
+use super::status::{self, Failure, Report};
+use super::{dependencies, impersonate};
+use crate::context::AgentContext;
+use crate::hub::ArtifactReady;
+
+/// The finalizer that lets a Kustomization prune its objects when it is deleted.
+pub const FINALIZER: &str = "finalizers.fluxcd.io";
+const KIND: &str = "Kustomization";
+
+/// What every Kustomization actor shares.
+#[derive(Clone)]
+pub struct Deps {
+    pub context: AgentContext,
+    pub kinds: KindCache,
+}
+
+impl Deps {
+    pub fn new(context: AgentContext) -> Self {
+        Deps {
+            context,
+            kinds: KindCache::default(),
+        }
+    }
+}
+
+/// What a reconcile did, for the actor to schedule the next one.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Outcome {
+    /// Reconciled; next at `spec.interval`.
+    Succeeded,
+    /// Failed in a way that may pass by itself; retry at `spec.retryInterval`.
+    Retry,
+    /// Failed because of the input; try again at the next interval, revision or spec change.
+    Stalled,
+    /// `spec.suspend`: nothing done.
+    Suspended,
+    /// The object was deleted and its finalizer handled; the actor can stop.
+    Finalized,
+}
+
+/// Runs one reconcile of `object` with the latest `artifact` of its source.
+pub async fn reconcile(
+    deps: &Deps,
+    object: Arc<Kustomization>,
+    artifact: Option<ArtifactReady>,
+) -> Outcome {
+    let context = &deps.context;
+    let name = object.name_any();
+    let namespace = object.namespace().unwrap_or_default();
+    if object.meta().deletion_timestamp.is_some() {
+        return finalize(deps, &object).await;
+    }
+    context
+        .metrics
+        .record_suspend(KIND, &namespace, &name, object.spec.suspend);
+    if object.spec.suspend {
+        return Outcome::Suspended;
+    }
+    if let Err(error) = ensure_finalizer(deps, &object).await {
+        tracing::warn!(%namespace, %name, %error, "adding the finalizer failed");
+        return Outcome::Retry;
+    }
+    let started = Instant::now();
+    let mut report = run(deps, &object, artifact).await;
+    report.took = started.elapsed();
+    report.requested_at = object
+        .annotations()
+        .get(annotations::RECONCILE_REQUESTED_AT)
+        .cloned();
+    finish(deps, &object, report).await
+}
+
+/// The steps of a reconcile; never writes status (that is [`finish`]'s job).
+async fn run(deps: &Deps, object: &Kustomization, artifact: Option<ArtifactReady>) -> Report {
+    let context = &deps.context;
+    let spec = &object.spec;
+    let namespace = object.namespace().unwrap_or_default();
+    let name = object.name_any();
+    let previous = object.status.clone().unwrap_or_default();
+    let client = match &spec.service_account_name {
+        Some(account) => {
+            let user = impersonate::service_account_user(&namespace, account);
+            match impersonate::impersonating(&context.client, &user) {
+                Some(client) => client,
+                None => {
+                    return Report::failed(Failure {
+                        reason: reasons::RECONCILIATION_FAILED,
+                        message: format!("invalid serviceAccountName {account:?}"),
+                        terminal: true,
+                    });
+                }
+            }
+        }
+        None => context.client.clone(),
+    };
+
+    // 1. Dependencies.
+    if let Err(why) = dependencies::check(&client, &deps.kinds, &namespace, &spec.depends_on).await
+    {
+        return Report::failed(Failure {
+            reason: reasons::DEPENDENCY_NOT_READY,
+            message: why,
+            terminal: false,
+        });
+    }
+
+    // 2. Artifact.
+    let Some(artifact) = artifact else {
+        let source = &spec.source_ref;
+        return Report::failed(Failure {
+            reason: reasons::ARTIFACT_FAILED,
+            message: format!(
+                "Source artifact not found for {}/{}/{}, retrying",
+                source.kind,
+                source.namespace.as_deref().unwrap_or(&namespace),
+                source.name
+            ),
+            terminal: false,
+        });
+    };
+    let revision = artifact.artifact.revision.clone();
+    let with_revision = |mut report: Report| {
+        report.revision = Some(revision.clone());
+        report
+    };
+
+    // 3. Build (off the actor's thread: files and CPU).
+    let variables = match variables(&client, &namespace, object).await {
+        Ok(v) => v,
+        Err(message) => {
+            return with_revision(Report::failed(Failure {
+                reason: reasons::BUILD_FAILED,
+                message,
+                terminal: false,
+            }));
+        }
+    };
+    let spec_for_build = spec.clone();
+    let file = artifact.file.clone();
+    let built = tokio::task::spawn_blocking(move || {
+        let workdir = tempfile::tempdir().map_err(BuildError::Io)?;
+        build::unpack(&file, workdir.path())?;
+        build::build(workdir.path(), &spec_for_build, variables.as_ref())
+    })
+    .await;
+    let objects = match built {
+        Ok(Ok(objects)) => objects,
+        Ok(Err(error)) => {
+            let terminal = error.reason() == reasons::BUILD_FAILED;
+            return with_revision(Report::failed(Failure {
+                reason: error.reason(),
+                message: error.to_string(),
+                terminal,
+            }));
+        }
+        Err(join) => {
+            return with_revision(Report::failed(Failure {
+                reason: reasons::BUILD_FAILED,
+                message: format!("build aborted: {join}"),
+                terminal: false,
+            }));
+        }
+    };
+    let mut plan = match plan::plan_apply(objects) {
+        Ok(plan) => plan,
+        Err(error) => {
+            return with_revision(Report::failed(Failure {
+                reason: reasons::BUILD_FAILED,
+                message: error.to_string(),
+                terminal: true,
+            }));
+        }
+    };
+    for (_, stage) in &mut plan.stages {
+        for desired in stage.iter_mut() {
+            plan::set_owner_labels(&mut desired.object, &name, &namespace);
+        }
+    }
+
+    // 4. Dry-run of everything, then the staged apply.
+    let applier = Applier {
+        client: client.clone(),
+        kinds: deps.kinds.clone(),
+        field_manager: context.field_manager.clone(),
+        force: spec.force,
+    };
+    let all: Vec<_> = plan.objects().cloned().collect();
+    let previous_inventory = previous.inventory.clone().unwrap_or_default();
+    let failed = |error: ApplyError, applied: &[&Prepared]| {
+        let mut report = Report::failed(Failure {
+            reason: reasons::RECONCILIATION_FAILED,
+            terminal: error.is_terminal(),
+            message: error.to_string(),
+        });
+        // Objects applied before the failure join the inventory, so that a later prune
+        // still finds them if they leave the set.
+        report.inventory = Some(merge(&previous_inventory, applied));
+        with_revision(report)
+    };
+    let (prepared, deferred) = match applier.prepare(&all, &all).await {
+        Ok(found) => found,
+        Err(error) => return failed(error, &[]),
+    };
+
+    let detect_only = spec
+        .drift
+        .as_ref()
+        .is_some_and(|d| d.mode == DriftMode::DetectOnly);
+    let same_input = previous.last_applied_revision.as_deref() == Some(revision.as_str())
+        && previous.observed_generation == object.meta().generation;
+    if detect_only && same_input && deferred.is_empty() {
+        let drift: status::DriftReport = prepared
+            .iter()
+            .filter_map(|p| match p.action() {
+                Action::Configured => Some((p.subject(), p.drifted_fields())),
+                Action::Created => Some((p.subject(), Vec::new())),
+                _ => None,
+            })
+            .collect();
+        return with_revision(Report {
+            drift: Some(drift),
+            ..Report::default()
+        });
+    }
+
+    let mut changes = ChangeSet::default();
+    let (first, rest): (Vec<Prepared>, Vec<Prepared>) = prepared
+        .into_iter()
+        .partition(|p| p.desired.stage() == Stage::ClusterDefinitions);
+    if let Err(error) = applier.apply(&first, &mut changes).await {
+        return failed(error, &[]);
+    }
+    let timeout = spec
+        .timeout
+        .as_ref()
+        .map_or_else(|| spec.interval.as_std(), |t| t.as_std());
+    let mut rest = rest;
+    if !deferred.is_empty() {
+        // Namespaces and CRDs must serve before what they hold can be checked and applied.
+        let definitions: Vec<Target> = first
+            .iter()
+            .filter(|p| matches!(p.action(), Action::Created | Action::Configured))
+            .map(Target::from)
+            .collect();
+        if let Err(error) = applier.wait(&definitions, timeout).await {
+            return failed(error, &first.iter().collect::<Vec<_>>());
+        }
+        let deferred: Vec<_> = deferred.into_iter().map(|d| d.0).collect();
+        match applier.prepare(&deferred, &[]).await {
+            Ok((late, _)) => rest.extend(late),
+            Err(error) => return failed(error, &first.iter().collect::<Vec<_>>()),
+        }
+        rest.sort_by(|a, b| {
+            a.desired
+                .stage()
+                .cmp(&b.desired.stage())
+                .then_with(|| plan::apply_order(&a.desired.id, &b.desired.id))
+        });
+    }
+    if let Err(error) = applier.apply(&rest, &mut changes).await {
+        let applied: Vec<&Prepared> = first.iter().chain(rest.iter()).collect();
+        return failed(error, &applied);
+    }
+    let applied: Vec<&Prepared> = first.iter().chain(rest.iter()).collect();
+
+    // 5. Prune.
+    let mut inventory = plan.inventory();
+    if spec.prune {
+        let stale = plan::prune_candidates(&previous_inventory, &plan);
+        if let Err(error) = applier
+            .prune(&stale, (&name, &namespace), &mut changes)
+            .await
+        {
+            let mut report = Report::failed(Failure {
+                reason: reasons::PRUNE_FAILED,
+                message: error.to_string(),
+                terminal: false,
+            });
+            report.inventory = Some(merge(&previous_inventory, &applied));
+            emit_changes(deps, object, &revision, &changes).await;
+            return with_revision(report);
+        }
+    } else {
+        // Without prune, objects that left the set stay where they are and out of the inventory.
+        inventory = plan.inventory();
+    }
+    emit_changes(deps, object, &revision, &changes).await;
+
+    // 6. Health.
+    let mut report = Report {
+        inventory: Some(inventory),
+        ..Report::default()
+    };
+    let mut targets: Vec<Target> = Vec::new();
+    if spec.wait {
+        targets.extend(
+            applied
+                .iter()
+                .filter(|p| p.action() != Action::Skipped)
+                .map(|p| Target::from(*p)),
+        );
+    } else {
+        for check in &spec.health_checks {
+            let ns = check.namespace.as_deref().unwrap_or(&namespace);
+            let api_version = check.api_version.as_deref().unwrap_or("v1");
+            match applier
+                .target(api_version, &check.kind, ns, &check.name)
+                .await
+            {
+                Ok(target) => targets.push(target),
+                Err(error) => return failed(error, &applied),
+            }
+        }
+    }
+    if !targets.is_empty() {
+        let already_healthy = conditions::is_true(&previous.conditions, types::HEALTHY)
+            && previous.last_applied_revision.as_deref() == Some(revision.as_str())
+            && !changes.changed_anything();
+        if !already_healthy {
+            match applier.wait(&targets, timeout).await {
+                Ok(()) => report.healthy = Some(true),
+                Err(error) => {
+                    report.healthy = Some(false);
+                    report.failure = Some(Failure {
+                        reason: reasons::HEALTH_CHECK_FAILED,
+                        message: error.to_string(),
+                        terminal: false,
+                    });
+                }
+            }
+        } else {
+            report.healthy = Some(true);
+        }
+    }
+    if detect_only {
+        report.drift = Some(Vec::new());
+    }
+    with_revision(report)
+}
+
+/// The previous inventory plus the objects applied so far.
+fn merge(previous: &ResourceInventory, applied: &[&Prepared]) -> ResourceInventory {
+    let mut entries = previous.entries.clone();
+    for p in applied {
+        let entry = ResourceRef::new(&p.desired.id, &p.desired.api_version);
+        if !entries.iter().any(|e| e.id == entry.id) {
+            entries.push(entry);
+        }
+    }
+    ResourceInventory { entries }
+}
+
+/// `postBuild.substitute` and `substituteFrom`; `None` when there is no postBuild.
+async fn variables(
+    client: &kube::Client,
+    namespace: &str,
+    object: &Kustomization,
+) -> Result<Option<super::substitute::Variables>, String> {
+    let Some(post_build) = &object.spec.post_build else {
+        return Ok(None);
+    };
+    let mut variables = BTreeMap::new();
+    for reference in &post_build.substitute_from {
+        let shown = format!("substitute from '{}/{}'", reference.kind, reference.name);
+        let found: Option<BTreeMap<String, String>> = match reference.kind.as_str() {
+            "ConfigMap" => Api::<ConfigMap>::namespaced(client.clone(), namespace)
+                .get_opt(&reference.name)
+                .await
+                .map_err(|e| format!("{shown} failed: {e}"))?
+                .map(|c| c.data.unwrap_or_default()),
+            "Secret" => Api::<Secret>::namespaced(client.clone(), namespace)
+                .get_opt(&reference.name)
+                .await
+                .map_err(|e| format!("{shown} failed: {e}"))?
+                .map(|s| {
+                    s.data
+                        .unwrap_or_default()
+                        .into_iter()
+                        .map(|(k, v)| (k, String::from_utf8_lossy(&v.0).into_owned()))
+                        .collect()
+                }),
+            other => return Err(format!("{shown}: unsupported kind {other}")),
+        };
+        match found {
+            Some(values) => variables.extend(values),
+            None if reference.optional => {}
+            None => return Err(format!("{shown} failed: not found")),
+        }
+    }
+    if let Some(inline) = &post_build.substitute {
+        variables.extend(inline.clone());
+    }
+    super::substitute::normalize(variables)
+        .map(Some)
+        .map_err(|e| e.to_string())
+}
+
+/// Writes status, emits the event and records metrics for a finished reconcile.
+async fn finish(deps: &Deps, object: &Kustomization, report: Report) -> Outcome {
+    let context = &deps.context;
+    let name = object.name_any();
+    let namespace = object.namespace().unwrap_or_default();
+    let previous = object.status.clone().unwrap_or_default();
+    let next = status::next(&previous, object.meta().generation, &report, now());
+    write_status(deps, object, &next).await;
+
+    let was_ready = conditions::is_true(&previous.conditions, types::READY);
+    match &report.failure {
+        Some(failure) => {
+            emit(
+                deps,
+                object,
+                "Warning",
+                failure.reason,
+                &failure.message,
+                report.revision.as_deref(),
+            )
+            .await;
+        }
+        None if !was_ready => {
+            let message = format!(
+                "Reconciliation finished in {:.1}s, next run in {}",
+                report.took.as_secs_f64(),
+                object.spec.interval.as_str()
+            );
+            emit(
+                deps,
+                object,
+                "Normal",
+                reasons::RECONCILIATION_SUCCEEDED,
+                &message,
+                report.revision.as_deref(),
+            )
+            .await;
+        }
+        None => {}
+    }
+    context
+        .metrics
+        .record_duration(KIND, &namespace, &name, report.took);
+    let ready = if report.failure.is_some() {
+        "False"
+    } else {
+        "True"
+    };
+    context
+        .metrics
+        .record_condition(KIND, &namespace, &name, types::READY, ready);
+    tracing::info!(
+        %namespace, %name,
+        revision = report.revision.as_deref().unwrap_or(""),
+        reason = report.reason(),
+        took_ms = report.took.as_millis() as u64,
+        "reconciled"
+    );
+    match &report.failure {
+        None => Outcome::Succeeded,
+        Some(f) if f.terminal => Outcome::Stalled,
+        Some(_) => Outcome::Retry,
+    }
+}
+
+fn now() -> Time {
+    Time(k8s_openapi::jiff::Timestamp::now())
+}
+
+async fn write_status(deps: &Deps, object: &Kustomization, status: &KustomizationStatus) {
+    let api: Api<Kustomization> = Api::namespaced(
+        deps.context.client.clone(),
+        &object.namespace().unwrap_or_default(),
+    );
+    let patch = json!({ "status": status });
+    if let Err(error) = api
+        .patch_status(
+            &object.name_any(),
+            &PatchParams::default(),
+            &Patch::Merge(&patch),
+        )
+        .await
+    {
+        tracing::warn!(name = %object.name_any(), %error, "writing status failed");
+    }
+}
+
+async fn ensure_finalizer(deps: &Deps, object: &Kustomization) -> Result<(), kube::Error> {
+    if object.finalizers().iter().any(|f| f == FINALIZER) {
+        return Ok(());
+    }
+    let mut finalizers = object.finalizers().to_vec();
+    finalizers.push(FINALIZER.to_string());
+    let api: Api<Kustomization> = Api::namespaced(
+        deps.context.client.clone(),
+        &object.namespace().unwrap_or_default(),
+    );
+    let patch = json!({"metadata": {"finalizers": finalizers, "resourceVersion": object.resource_version()}});
+    api.patch(
+        &object.name_any(),
+        &PatchParams::default(),
+        &Patch::Merge(&patch),
+    )
+    .await
+    .map(drop)
+}
+
+/// Prunes the inventory of a deleted Kustomization (when `spec.prune` and not orphaning),
+/// then releases it.
+async fn finalize(deps: &Deps, object: &Kustomization) -> Outcome {
+    let name = object.name_any();
+    let namespace = object.namespace().unwrap_or_default();
+    if !object.finalizers().iter().any(|f| f == FINALIZER) {
+        return Outcome::Finalized;
+    }
+    let orphan = object.spec.deletion_policy.as_deref() == Some("Orphan");
+    if object.spec.prune && !orphan && !object.spec.suspend {
+        let applier = Applier {
+            client: deps.context.client.clone(),
+            kinds: deps.kinds.clone(),
+            field_manager: deps.context.field_manager.clone(),
+            force: false,
+        };
+        let inventory = object
+            .status
+            .as_ref()
+            .and_then(|s| s.inventory.clone())
+            .unwrap_or_default();
+        let stale = plan::prune_candidates(&inventory, &plan::ApplyPlan::default());
+        let mut changes = ChangeSet::default();
+        if let Err(error) = applier
+            .prune(&stale, (&name, &namespace), &mut changes)
+            .await
+        {
+            emit(
+                deps,
+                object,
+                "Warning",
+                reasons::PRUNE_FAILED,
+                &error.to_string(),
+                None,
+            )
+            .await;
+            return Outcome::Retry;
+        }
+        emit_changes(deps, object, "", &changes).await;
+    }
+    let finalizers: Vec<String> = object
+        .finalizers()
+        .iter()
+        .filter(|f| *f != FINALIZER)
+        .cloned()
+        .collect();
+    let api: Api<Kustomization> = Api::namespaced(deps.context.client.clone(), &namespace);
+    let patch = json!({"metadata": {"finalizers": finalizers}});
+    match api
+        .patch(&name, &PatchParams::default(), &Patch::Merge(&patch))
+        .await
+    {
+        Ok(_) => {
+            deps.context
+                .metrics
+                .record_condition(KIND, &namespace, &name, types::READY, "Deleted");
+            Outcome::Finalized
+        }
+        Err(error) if matches!(&error, kube::Error::Api(s) if s.code == 404) => Outcome::Finalized,
+        Err(error) => {
+            tracing::warn!(%namespace, %name, %error, "removing the finalizer failed");
+            Outcome::Retry
+        }
+    }
+}
+
+async fn emit_changes(deps: &Deps, object: &Kustomization, revision: &str, changes: &ChangeSet) {
+    let summary = changes.summary();
+    if !summary.is_empty() {
+        let revision = (!revision.is_empty()).then_some(revision);
+        emit(
+            deps,
+            object,
+            "Normal",
+            reasons::PROGRESSING,
+            &summary,
+            revision,
+        )
+        .await;
+    }
+}
+
+/// Records a core/v1 Event on the Kustomization, as Flux's controllers do.
+async fn emit(
+    deps: &Deps,
+    object: &Kustomization,
+    type_: &str,
+    reason: &str,
+    message: &str,
+    revision: Option<&str>,
+) {
+    let namespace = object.namespace().unwrap_or_default();
+    let name = object.name_any();
+    let stamp = now();
+    let nanos = stamp.0.as_nanosecond();
+    let mut annotations = BTreeMap::new();
+    if let Some(revision) = revision {
+        annotations.insert(
+            "kustomize.toolkit.fluxcd.io/revision".to_string(),
+            revision.to_string(),
+        );
+    }
+    let event = Event {
+        metadata: ObjectMeta {
+            name: Some(format!("{name}.{nanos:x}")),
+            namespace: Some(namespace.clone()),
+            annotations: Some(annotations),
+            ..ObjectMeta::default()
+        },
+        involved_object: ObjectReference {
+            api_version: Some(Kustomization::api_version(&()).into_owned()),
+            kind: Some(KIND.into()),
+            name: Some(name.clone()),
+            namespace: Some(namespace.clone()),
+            uid: object.uid(),
+            resource_version: object.resource_version(),
+            ..ObjectReference::default()
+        },
+        reason: Some(reason.to_string()),
+        message: Some(message.to_string()),
+        type_: Some(type_.to_string()),
+        source: Some(k8s_openapi::api::core::v1::EventSource {
+            component: Some("kustomize-controller".into()),
+            host: None,
+        }),
+        reporting_component: Some("flotilla-agent".into()),
+        first_timestamp: Some(stamp.clone()),
+        last_timestamp: Some(stamp),
+        count: Some(1),
+        ..Event::default()
+    };
+    let api: Api<Event> = Api::namespaced(deps.context.client.clone(), &namespace);
+    if let Err(error) = api.create(&PostParams::default(), &event).await {
+        tracing::debug!(%namespace, %name, %error, "recording an event failed");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn inventory_merge_keeps_previous_entries_and_adds_applied_ones_once() {
+        let previous = ResourceInventory {
+            entries: vec![ResourceRef {
+                id: "default_a__ConfigMap".into(),
+                v: "v1".into(),
+            }],
+        };
+        assert_eq!(merge(&previous, &[]), previous);
+    }
+
+    #[test]
+    fn unchanged_objects_are_not_part_of_the_change_event() {
+        let changes = ChangeSet(vec![crate::kustomization::apply::Change {
+            subject: "ConfigMap/default/a".into(),
+            action: Action::Unchanged,
+        }]);
+        assert!(changes.summary().is_empty());
+    }
+}
