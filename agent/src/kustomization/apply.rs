@@ -177,7 +177,7 @@ fn is_not_found(error: &kube::Error) -> bool {
 }
 
 /// Runs `call` until it succeeds, fails for good, or has failed transiently 4 times.
-async fn retrying<T, F, Fut>(mut call: F) -> Result<T, kube::Error>
+pub(crate) async fn retrying<T, F, Fut>(mut call: F) -> Result<T, kube::Error>
 where
     F: FnMut() -> Fut,
     Fut: std::future::Future<Output = Result<T, kube::Error>>,

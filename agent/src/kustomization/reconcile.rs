@@ -15,7 +15,7 @@ use kube::api::{Patch, PatchParams, PostParams};
 use kube::{Api, Resource, ResourceExt};
 use serde_json::json;
 
-use super::apply::{Action, Applier, ApplyError, ChangeSet, KindCache, Prepared, Target};
+use super::apply::{self, Action, Applier, ApplyError, ChangeSet, KindCache, Prepared, Target};
 use super::build::{self, BuildError};
 use super::plan::{self, Stage};
 use super::status::{self, Failure, Report};
@@ -422,7 +422,7 @@ async fn finish(deps: &Deps, object: &Kustomization, report: Report) -> Outcome 
     let namespace = object.namespace().unwrap_or_default();
     let previous = object.status.clone().unwrap_or_default();
     let next = status::next(&previous, object.meta().generation, &report, now());
-    write_status(deps, object, &next).await;
+    let written = write_status(deps, object, &next).await;
 
     let was_ready = conditions::is_true(&previous.conditions, types::READY);
     match &report.failure {
@@ -474,6 +474,7 @@ async fn finish(deps: &Deps, object: &Kustomization, report: Report) -> Outcome 
         "reconciled"
     );
     match &report.failure {
+        _ if !written => Outcome::Retry,
         None => Outcome::Succeeded,
         Some(f) if f.terminal => Outcome::Stalled,
         Some(_) => Outcome::Retry,
@@ -484,21 +485,23 @@ fn now() -> Time {
     Time(k8s_openapi::jiff::Timestamp::now())
 }
 
-async fn write_status(deps: &Deps, object: &Kustomization, status: &KustomizationStatus) {
+/// Writes the status; `false` when the API server did not take it (then the reconcile is
+/// retried, so that the status catches up).
+async fn write_status(deps: &Deps, object: &Kustomization, status: &KustomizationStatus) -> bool {
     let api: Api<Kustomization> = Api::namespaced(
         deps.context.client.clone(),
         &object.namespace().unwrap_or_default(),
     );
     let patch = json!({ "status": status });
-    if let Err(error) = api
-        .patch_status(
-            &object.name_any(),
-            &PatchParams::default(),
-            &Patch::Merge(&patch),
-        )
-        .await
-    {
-        tracing::warn!(name = %object.name_any(), %error, "writing status failed");
+    let name = object.name_any();
+    let params = PatchParams::default();
+    let merge = Patch::Merge(&patch);
+    match apply::retrying(|| api.patch_status(&name, &params, &merge)).await {
+        Ok(_) => true,
+        Err(error) => {
+            tracing::warn!(%name, %error, "writing status failed");
+            false
+        }
     }
 }
 
