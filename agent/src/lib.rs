@@ -6,11 +6,12 @@
 //! repositories into artifacts and publish them to the [`hub::ArtifactHub`], where consumers
 //! subscribe. [`kustomization`] plans what a reconcile applies and prunes; [`health`] judges
 //! applied objects as kstatus does; [`fleet_link`] keeps the agent's one mutual-TLS
-//! connection to the fleet server.
+//! connection to the fleet server, fed by [`fleet_report`].
 
 pub mod config;
 pub mod context;
 pub mod fleet_link;
+pub mod fleet_report;
 pub mod health;
 pub mod hub;
 pub mod kustomization;

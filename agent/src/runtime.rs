@@ -11,10 +11,12 @@ use std::time::Duration;
 use kube::config::{KubeConfigOptions, Kubeconfig};
 use kube::{Client, Config};
 
-use actix::Actor;
+use actix::{Actor, Addr};
 
 use crate::config::AgentConfig;
 use crate::context::{AgentContext, FIELD_MANAGER};
+use crate::fleet_link::{FleetLink, FleetLinkConfig, FleetLinkError};
+use crate::fleet_report::{CommandExecutor, StatusReporter};
 use crate::hub::ArtifactHub;
 use crate::telemetry::{self, Metrics, Readiness, TelemetryError};
 
@@ -38,6 +40,9 @@ pub enum StartError {
     },
     #[error(transparent)]
     Telemetry(#[from] TelemetryError),
+    /// The fleet credentials could not be read or do not name a cluster.
+    #[error("fleet connection: {0}")]
+    Fleet(#[source] FleetLinkError),
 }
 
 /// Builds the Kubernetes client from `--kubeconfig`, or `KUBECONFIG`/in-cluster config.
@@ -86,6 +91,28 @@ fn start_registries(context: &AgentContext) -> Vec<tokio::sync::watch::Receiver<
     vec![kustomizations.synced]
 }
 
+/// Connects to the fleet when `--fleet` is given: the link, the status reporter feeding it
+/// and the executor of the fleet's commands. The fleet is never in the data path: the
+/// agent reconciles the same whether or not the link is up.
+fn start_fleet_link(
+    config: &AgentConfig,
+    context: &AgentContext,
+) -> Result<Option<Addr<FleetLink>>, StartError> {
+    let (Some(url), Some(ca), Some(cert), Some(key)) =
+        (&config.fleet, &config.fleet_ca, &config.cert, &config.key)
+    else {
+        return Ok(None);
+    };
+    let link_config = FleetLinkConfig::from_files(url, ca, cert, key).map_err(StartError::Fleet)?;
+    tracing::info!(fleet = %url, cluster = %link_config.cluster, "connecting to the fleet");
+    let executor =
+        CommandExecutor::new(context.client.clone(), context.field_manager.clone()).start();
+    let (link, _status) = FleetLink::new(link_config, Some(executor.recipient()));
+    let link = link.start();
+    StatusReporter::new(context.client.clone(), link.clone()).start();
+    Ok(Some(link))
+}
+
 /// Runs an agent until `shutdown` completes.
 pub async fn run(
     config: AgentConfig,
@@ -123,6 +150,7 @@ pub async fn run(
         let _ = synced.wait_for(|synced| *synced).await;
     }
     readiness.set_ready();
+    let _fleet = start_fleet_link(&config, &context)?;
 
     shutdown.await;
     tracing::info!("shutting down");
