@@ -639,6 +639,9 @@ pub fn create_object(
         m.shift_remove("status");
     }
     prepare_create(sim, t, obj);
+    if t.rt.builtin {
+        crate::defaults::apply(&t.rt.group, &t.rt.resource, obj);
+    }
     if applied.is_none() {
         ssa::track_update(&t.scope(), None, obj, manager);
     }
@@ -748,6 +751,9 @@ fn commit(
         crate::crd::prune(&t.rt, &t.version, &mut new);
     }
     prepare_update(t, old, &mut new);
+    if t.rt.builtin {
+        crate::defaults::apply(&t.rt.group, &t.rt.resource, &mut new);
+    }
     validate(&new, t)?;
     if old.pointer("/metadata/deletionTimestamp").is_some() {
         let fin = |o: &Value| -> Vec<String> {

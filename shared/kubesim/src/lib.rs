@@ -20,6 +20,7 @@
 pub mod api;
 pub mod controllers;
 pub mod crd;
+pub mod defaults;
 pub mod discovery;
 pub mod error;
 pub mod fields;
