@@ -70,6 +70,8 @@ pub struct Params {
     pub user_agent: String,
     /// Whether the client asked for a Table.
     pub table: bool,
+    /// Whether the client asked for `PartialObjectMetadata`.
+    pub metadata_only: bool,
 }
 
 impl Params {
@@ -148,6 +150,11 @@ pub fn meta_mut(obj: &mut Value) -> &mut Map<String, Value> {
         Some(Value::Object(m)) => m,
         _ => unreachable!("metadata was made a map above"),
     }
+}
+
+/// The `meta.k8s.io/v1` PartialObjectMetadata of an object.
+pub fn partial(obj: &Value) -> Value {
+    json!({"kind": "PartialObjectMetadata", "apiVersion": "meta.k8s.io/v1", "metadata": obj.get("metadata").cloned().unwrap_or(json!({}))})
 }
 
 /// Sets apiVersion/kind to the requested version (CRD versions are served without conversion).
@@ -365,6 +372,9 @@ pub fn get(st: &State, t: &Target, p: &Params) -> ApiResult<Reply> {
         return Ok(Reply::Json(200, scale_of(&obj, t)));
     }
     let obj = served(&obj, t);
+    if p.metadata_only && !p.table {
+        return Ok(Reply::Json(200, partial(&obj)));
+    }
     if p.table {
         let meta =
             json!({"resourceVersion": meta_str(&obj, "resourceVersion").unwrap_or_default()});
@@ -501,6 +511,13 @@ pub fn list(st: &State, t: &Target, p: &Params) -> ApiResult<Reply> {
                 p.q("includeObject").unwrap_or("Metadata"),
                 true,
             ),
+        ));
+    }
+    if p.metadata_only {
+        let items: Vec<Value> = objs.iter().map(partial).collect();
+        return Ok(Reply::Json(
+            200,
+            json!({"kind": "PartialObjectMetadataList", "apiVersion": "meta.k8s.io/v1", "metadata": meta, "items": items}),
         ));
     }
     let items: Vec<Value> = objs
@@ -795,6 +812,10 @@ fn commit(
         return Ok(old.clone());
     }
     if dry {
+        // A dry run changes nothing, so the object keeps its resourceVersion.
+        if let Some(rv) = old.pointer("/metadata/resourceVersion") {
+            meta_mut(&mut new).insert("resourceVersion".into(), rv.clone());
+        }
         return Ok(new);
     }
     let terminating = new.pointer("/metadata/deletionTimestamp").is_some();

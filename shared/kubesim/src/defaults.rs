@@ -71,7 +71,12 @@ pub fn apply(group: &str, resource: &str, obj: &mut Value) {
     if let ("", "secrets") = (group, resource)
         && let Some(m) = obj.as_object_mut()
     {
-        set(m, "type", json!("Opaque"));
+        if m.get("type")
+            .and_then(Value::as_str)
+            .is_none_or(str::is_empty)
+        {
+            m.insert("type".into(), json!("Opaque"));
+        }
         return;
     }
     if let ("", "pods") = (group, resource) {

@@ -86,16 +86,24 @@ fn object_meta(b: &[u8]) -> ApiResult<Value> {
     for (n, f) in fields(b)? {
         match (n, f) {
             (1, Field::Bytes(x)) => {
-                m.insert("name".into(), json!(string(x)?));
+                if !x.is_empty() {
+                    m.insert("name".into(), json!(string(x)?));
+                }
             }
             (2, Field::Bytes(x)) => {
-                m.insert("generateName".into(), json!(string(x)?));
+                if !x.is_empty() {
+                    m.insert("generateName".into(), json!(string(x)?));
+                }
             }
             (3, Field::Bytes(x)) => {
-                m.insert("namespace".into(), json!(string(x)?));
+                if !x.is_empty() {
+                    m.insert("namespace".into(), json!(string(x)?));
+                }
             }
             (6, Field::Bytes(x)) => {
-                m.insert("resourceVersion".into(), json!(string(x)?));
+                if !x.is_empty() {
+                    m.insert("resourceVersion".into(), json!(string(x)?));
+                }
             }
             (11, Field::Bytes(x)) => {
                 let (k, v) = map_entry(x, false)?;
@@ -179,7 +187,8 @@ pub fn decode(body: &[u8]) -> ApiResult<Value> {
             ("ConfigMap", 4, Field::Varint(v)) | ("Secret", 5, Field::Varint(v)) => {
                 obj["immutable"] = json!(v != 0)
             }
-            ("Secret", 3, Field::Bytes(x)) => obj["type"] = json!(string(x)?),
+            // proto2 writes empty strings; an empty type is unset (and defaults to Opaque).
+            ("Secret", 3, Field::Bytes(x)) if !x.is_empty() => obj["type"] = json!(string(x)?),
             ("Secret", 4, Field::Bytes(x)) => {
                 let (k, v) = map_entry(x, false)?;
                 let enc = base64::engine::general_purpose::STANDARD

@@ -482,6 +482,7 @@ async fn route(
         content_type: content_type.clone(),
         user_agent,
         table: accept.contains("as=Table"),
+        metadata_only: accept.contains("as=PartialObjectMetadata"),
     };
     let is_watch = matches!(
         params.query.get("watch").map(String::as_str),

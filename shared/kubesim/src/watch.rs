@@ -21,6 +21,7 @@ struct Watch {
     t: Target,
     sel: Selection,
     table: bool,
+    metadata_only: bool,
     include: String,
     headers_sent: bool,
 }
@@ -58,6 +59,9 @@ impl Watch {
 
     fn line(&mut self, ty: &str, obj: &Value) -> Bytes {
         let mut o = served(obj, &self.t);
+        if self.metadata_only && !self.table {
+            o = crate::api::partial(&o);
+        }
         if self.table {
             let meta = json!({"resourceVersion": obj.pointer("/metadata/resourceVersion").cloned().unwrap_or(Value::Null)});
             o = table::table(
@@ -125,6 +129,7 @@ pub fn start(sim: Arc<Sim>, t: Target, p: &Params) -> ApiResult<mpsc::Receiver<B
         t,
         sel,
         table: p.table,
+        metadata_only: p.metadata_only,
         include: q("includeObject").unwrap_or("Metadata").to_string(),
         headers_sent: false,
     };

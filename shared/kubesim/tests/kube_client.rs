@@ -302,6 +302,42 @@ async fn watcher_sees_additions_modifications_and_deletions() {
 }
 
 #[tokio::test]
+async fn metadata_only_requests_and_streaming_list_watches_work() {
+    let sim = start().await;
+    let api: Api<ConfigMap> = Api::namespaced(sim.client().await, "default");
+    api.create(&PostParams::default(), &cm("m", json!({"a": "b"})))
+        .await
+        .expect("create");
+    let meta = api.get_metadata("m").await.expect("metadata");
+    assert_eq!(
+        meta.metadata
+            .labels
+            .and_then(|l| l.get("a").cloned())
+            .as_deref(),
+        Some("b")
+    );
+    let list = api
+        .list_metadata(&ListParams::default())
+        .await
+        .expect("metadata list");
+    assert_eq!(list.items.len(), 1);
+    let mut stream =
+        kube::runtime::metadata_watcher(api.clone(), watcher::Config::default().streaming_lists())
+            .boxed();
+    let mut initialized = false;
+    while let Some(ev) = stream.try_next().await.expect("event") {
+        if let watcher::Event::InitDone = ev {
+            initialized = true;
+            break;
+        }
+    }
+    assert!(
+        initialized,
+        "the initial-events-end bookmark completes the initial list"
+    );
+}
+
+#[tokio::test]
 async fn a_watch_from_an_expired_resource_version_gets_410_gone() {
     let sim = start_with(kubesim::Config {
         watch_history: 3,
