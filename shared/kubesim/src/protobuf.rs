@@ -85,25 +85,15 @@ fn object_meta(b: &[u8]) -> ApiResult<Value> {
     let mut finalizers = Vec::new();
     for (n, f) in fields(b)? {
         match (n, f) {
-            (1, Field::Bytes(x)) => {
-                if !x.is_empty() {
-                    m.insert("name".into(), json!(string(x)?));
-                }
-            }
-            (2, Field::Bytes(x)) => {
-                if !x.is_empty() {
-                    m.insert("generateName".into(), json!(string(x)?));
-                }
-            }
-            (3, Field::Bytes(x)) => {
-                if !x.is_empty() {
-                    m.insert("namespace".into(), json!(string(x)?));
-                }
-            }
-            (6, Field::Bytes(x)) => {
-                if !x.is_empty() {
-                    m.insert("resourceVersion".into(), json!(string(x)?));
-                }
+            // proto2 writes empty strings; they mean unset.
+            (n @ (1 | 2 | 3 | 6), Field::Bytes(x)) if !x.is_empty() => {
+                let key = match n {
+                    1 => "name",
+                    2 => "generateName",
+                    3 => "namespace",
+                    _ => "resourceVersion",
+                };
+                m.insert(key.into(), json!(string(x)?));
             }
             (11, Field::Bytes(x)) => {
                 let (k, v) = map_entry(x, false)?;

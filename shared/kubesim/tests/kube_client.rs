@@ -321,9 +321,9 @@ async fn metadata_only_requests_and_streaming_list_watches_work() {
         .await
         .expect("metadata list");
     assert_eq!(list.items.len(), 1);
-    let mut stream =
-        kube::runtime::metadata_watcher(api.clone(), watcher::Config::default().streaming_lists())
-            .boxed();
+    let meta_api: Api<kube::core::PartialObjectMeta<ConfigMap>> =
+        Api::namespaced(sim.client().await, "default");
+    let mut stream = watcher(meta_api, watcher::Config::default().streaming_lists()).boxed();
     let mut initialized = false;
     while let Some(ev) = stream.try_next().await.expect("event") {
         if let watcher::Event::InitDone = ev {
