@@ -241,6 +241,11 @@ fn validate(obj: &Value, t: &Target) -> ApiResult<()> {
     if t.rt.resource == "customresourcedefinitions" {
         crate::crd::validate(obj, &mut causes);
     }
+    if !t.rt.builtin
+        && let Some(schema) = t.rt.schema(&t.version)
+    {
+        crate::crd::validate_object(schema, obj, &mut causes);
+    }
     if causes.is_empty() {
         Ok(())
     } else {
@@ -772,6 +777,10 @@ fn commit(
         crate::defaults::apply(&t.rt.group, &t.rt.resource, &mut new);
     }
     validate(&new, t)?;
+    let frozen = immutable(t, old, &new);
+    if !frozen.is_empty() {
+        return Err(ApiError::invalid(&t.rt.group, &t.rt.kind, name, &frozen));
+    }
     if old.pointer("/metadata/deletionTimestamp").is_some() {
         let fin = |o: &Value| -> Vec<String> {
             o.pointer("/metadata/finalizers")
@@ -828,6 +837,105 @@ fn commit(
         return Ok(gone.map(|g| (*g).clone()).unwrap_or(new));
     }
     Ok((*st.put(key, new)?).clone())
+}
+
+/// Changes kube-apiserver's validation refuses on update: immutable ConfigMaps and Secrets,
+/// workload selectors, Job templates, Service cluster IPs, and StatefulSet spec fields.
+fn immutable(t: &Target, old: &Value, new: &Value) -> Vec<(String, &'static str, String)> {
+    let mut causes = Vec::new();
+    let changed = |p: &str| old.pointer(p) != new.pointer(p);
+    let show = |p: &str| {
+        new.pointer(p)
+            .map(Value::to_string)
+            .unwrap_or_else(|| "null".into())
+    };
+    match (t.rt.group.as_str(), t.rt.resource.as_str()) {
+        ("", "configmaps" | "secrets") if old.get("immutable") == Some(&Value::Bool(true)) => {
+            for f in ["data", "binaryData", "stringData"] {
+                if changed(&format!("/{f}")) {
+                    causes.push((
+                        f.to_string(),
+                        "FieldValueForbidden",
+                        "Forbidden: field is immutable when `immutable` is set".to_string(),
+                    ));
+                }
+            }
+            if changed("/immutable") {
+                causes.push((
+                    "immutable".into(),
+                    "FieldValueForbidden",
+                    "Forbidden: field is immutable when `immutable` is set".into(),
+                ));
+            }
+        }
+        ("apps", "deployments" | "replicasets" | "daemonsets") if changed("/spec/selector") => {
+            causes.push((
+                "spec.selector".into(),
+                "FieldValueInvalid",
+                format!(
+                    "Invalid value: {}: field is immutable",
+                    show("/spec/selector")
+                ),
+            ));
+        }
+        ("apps", "statefulsets") => {
+            let strip = |v: &Value| {
+                let mut s = v.get("spec").cloned().unwrap_or(Value::Null);
+                if let Some(m) = s.as_object_mut() {
+                    for k in [
+                        "replicas",
+                        "ordinals",
+                        "template",
+                        "updateStrategy",
+                        "persistentVolumeClaimRetentionPolicy",
+                        "minReadySeconds",
+                    ] {
+                        m.shift_remove(k);
+                    }
+                }
+                s
+            };
+            if strip(old) != strip(new) {
+                causes.push(("spec".into(), "FieldValueForbidden", "Forbidden: updates to statefulset spec for fields other than 'replicas', 'ordinals', 'template', 'updateStrategy', 'persistentVolumeClaimRetentionPolicy' and 'minReadySeconds' are forbidden".into()));
+            }
+        }
+        ("batch", "jobs") => {
+            if changed("/spec/selector") {
+                causes.push((
+                    "spec.selector".into(),
+                    "FieldValueInvalid",
+                    format!(
+                        "Invalid value: {}: field is immutable",
+                        show("/spec/selector")
+                    ),
+                ));
+            }
+            if changed("/spec/template") {
+                causes.push((
+                    "spec.template".into(),
+                    "FieldValueInvalid",
+                    format!(
+                        "Invalid value: {}: field is immutable",
+                        show("/spec/template")
+                    ),
+                ));
+            }
+        }
+        ("", "services")
+            if new.pointer("/spec/clusterIP").is_some() && changed("/spec/clusterIP") =>
+        {
+            causes.push((
+                "spec.clusterIPs[0]".into(),
+                "FieldValueInvalid",
+                format!(
+                    "Invalid value: [{}]: may not change once set",
+                    show("/spec/clusterIP")
+                ),
+            ));
+        }
+        _ => {}
+    }
+    causes
 }
 
 /// PUT.

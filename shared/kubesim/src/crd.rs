@@ -69,6 +69,128 @@ pub fn validate(crd: &Value, causes: &mut Vec<(String, &'static str, String)>) {
     }
 }
 
+fn type_ok(ty: &str, v: &Value, schema: &Value) -> bool {
+    match ty {
+        "string" => {
+            v.is_string()
+                || (v.is_number()
+                    && schema.get("x-kubernetes-int-or-string") == Some(&Value::Bool(true)))
+        }
+        "integer" => {
+            v.is_i64()
+                || v.is_u64()
+                || (v.is_string()
+                    && schema.get("x-kubernetes-int-or-string") == Some(&Value::Bool(true)))
+        }
+        "number" => v.is_number(),
+        "boolean" => v.is_boolean(),
+        "object" => v.is_object(),
+        "array" => v.is_array(),
+        _ => true,
+    }
+}
+
+fn check(schema: &Value, v: &Value, path: &str, causes: &mut Vec<(String, &'static str, String)>) {
+    if v.is_null() {
+        return;
+    }
+    let int_or_string = schema.get("x-kubernetes-int-or-string") == Some(&Value::Bool(true));
+    if let Some(ty) = schema.get("type").and_then(Value::as_str)
+        && !type_ok(ty, v, schema)
+    {
+        let actual = match v {
+            Value::String(_) => "string",
+            Value::Number(n) if n.is_f64() => "number",
+            Value::Number(_) => "integer",
+            Value::Bool(_) => "boolean",
+            Value::Array(_) => "array",
+            _ => "object",
+        };
+        causes.push((
+            path.to_string(),
+            "FieldValueTypeInvalid",
+            format!(
+                "Invalid value: \"{actual}\": {path} in body must be of type {ty}: \"{actual}\""
+            ),
+        ));
+        return;
+    }
+    if int_or_string && !(v.is_string() || v.is_number()) {
+        causes.push((
+            path.to_string(),
+            "FieldValueTypeInvalid",
+            format!("Invalid value: {v}: {path} in body must be of type integer-or-string"),
+        ));
+        return;
+    }
+    if let Some(allowed) = schema.get("enum").and_then(Value::as_array)
+        && !allowed.contains(v)
+    {
+        let list: Vec<String> = allowed.iter().map(Value::to_string).collect();
+        causes.push((
+            path.to_string(),
+            "FieldValueNotSupported",
+            format!(
+                "Unsupported value: {v}: supported values: {}",
+                list.join(", ")
+            ),
+        ));
+    }
+    match v {
+        Value::Object(m) => {
+            for req in schema
+                .get("required")
+                .and_then(Value::as_array)
+                .into_iter()
+                .flatten()
+                .filter_map(Value::as_str)
+            {
+                if !m.contains_key(req) {
+                    let p = if path.is_empty() {
+                        req.to_string()
+                    } else {
+                        format!("{path}.{req}")
+                    };
+                    causes.push((p, "FieldValueRequired", "Required value".into()));
+                }
+            }
+            let props = schema.get("properties").and_then(Value::as_object);
+            let additional = schema.get("additionalProperties").filter(|a| a.is_object());
+            for (k, child) in m {
+                if path.is_empty() && matches!(k.as_str(), "apiVersion" | "kind" | "metadata") {
+                    continue;
+                }
+                let p = if path.is_empty() {
+                    k.clone()
+                } else {
+                    format!("{path}.{k}")
+                };
+                if let Some(cs) = props.and_then(|x| x.get(k)).or(additional) {
+                    check(cs, child, &p, causes);
+                }
+            }
+        }
+        Value::Array(items) => {
+            if let Some(is) = schema.get("items") {
+                for (i, it) in items.iter().enumerate() {
+                    check(is, it, &format!("{path}[{i}]"), causes);
+                }
+            }
+        }
+        _ => {}
+    }
+}
+
+/// Validates a custom object against its version's structural schema: types, `required` and
+/// `enum` (patterns, formats and CEL rules are not evaluated).
+pub fn validate_object(
+    schema: &Value,
+    obj: &Value,
+    causes: &mut Vec<(String, &'static str, String)>,
+) {
+    check(schema, obj, "", causes);
+}
+
 fn condition(existing: &Value, ty: &str, reason: &str, message: &str) -> Value {
     let since = existing
         .pointer("/status/conditions")

@@ -110,10 +110,16 @@ impl ApiError {
             .iter()
             .map(|(field, _, msg)| format!("{field}: {msg}"))
             .collect();
-        let message = if joined.len() == 1 {
-            format!("{kind} \"{name}\" is invalid: {}", joined[0])
+        // Messages name the group-qualified kind (`Deployment.apps`), details the bare kind.
+        let gk = if group.is_empty() {
+            kind.to_string()
         } else {
-            format!("{kind} \"{name}\" is invalid: [{}]", joined.join(", "))
+            format!("{kind}.{group}")
+        };
+        let message = if joined.len() == 1 {
+            format!("{gk} \"{name}\" is invalid: {}", joined[0])
+        } else {
+            format!("{gk} \"{name}\" is invalid: [{}]", joined.join(", "))
         };
         let causes: Vec<Value> = causes
             .iter()

@@ -260,6 +260,97 @@ async fn dynamic_api_serves_custom_objects_with_a_status_subresource() {
 }
 
 #[tokio::test]
+async fn validation_rejects_immutable_changes_and_schema_violations() {
+    let sim = start().await;
+    let client = sim.client().await;
+    let cms: Api<ConfigMap> = Api::namespaced(client.clone(), "default");
+    let mut frozen = cm("frozen", json!({}));
+    frozen.immutable = Some(true);
+    cms.create(&PostParams::default(), &frozen)
+        .await
+        .expect("create");
+    let err = api_error(
+        cms.patch(
+            "frozen",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"data": {"k": "changed"}})),
+        )
+        .await
+        .expect_err("immutable"),
+    );
+    assert_eq!((err.code, err.reason.as_str()), (422, "Invalid"));
+    assert_eq!(
+        err.message,
+        "ConfigMap \"frozen\" is invalid: data: Forbidden: field is immutable when `immutable` is set"
+    );
+
+    let deploys: Api<Deployment> = Api::namespaced(client.clone(), "default");
+    let d = json!({"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "d"}, "spec": {"selector": {"matchLabels": {"a": "b"}}, "template": {"metadata": {"labels": {"a": "b"}}, "spec": {"containers": [{"name": "c", "image": "x"}]}}}});
+    deploys
+        .patch("d", &PatchParams::apply("t"), &Patch::Apply(&d))
+        .await
+        .expect("create");
+    let mut moved = d.clone();
+    moved["spec"]["selector"]["matchLabels"]["a"] = json!("c");
+    moved["spec"]["template"]["metadata"]["labels"]["a"] = json!("c");
+    let err = api_error(
+        deploys
+            .patch("d", &PatchParams::apply("t"), &Patch::Apply(&moved))
+            .await
+            .expect_err("selector"),
+    );
+    assert!(
+        err.message
+            .starts_with("Deployment.apps \"d\" is invalid: spec.selector: Invalid value"),
+        "{}",
+        err.message
+    );
+
+    let crd_api: Api<DynamicObject> = Api::all_with(
+        client.clone(),
+        &ApiResource::from_gvk_with_plural(
+            &GroupVersionKind::gvk("apiextensions.k8s.io", "v1", "CustomResourceDefinition"),
+            "customresourcedefinitions",
+        ),
+    );
+    let mut crd: serde_json::Value = serde_saphyr::from_str(WIDGET_CRD).expect("yaml");
+    crd["spec"]["versions"][0]["schema"]["openAPIV3Schema"]["properties"]["spec"]["required"] =
+        json!(["size"]);
+    crd_api
+        .patch(
+            "widgets.example.com",
+            &PatchParams::apply("test"),
+            &Patch::Apply(crd),
+        )
+        .await
+        .expect("crd");
+    let ar = ApiResource::from_gvk_with_plural(
+        &GroupVersionKind::gvk("example.com", "v1", "Widget"),
+        "widgets",
+    );
+    let widgets: Api<DynamicObject> = Api::namespaced_with(client, "default", &ar);
+    let bad = json!({"apiVersion": "example.com/v1", "kind": "Widget", "metadata": {"name": "bad"}, "spec": {"color": 7}});
+    let err = api_error(
+        widgets
+            .create(
+                &PostParams::default(),
+                &serde_json::from_value(bad).expect("obj"),
+            )
+            .await
+            .expect_err("invalid"),
+    );
+    assert_eq!(err.code, 422);
+    assert!(
+        err.message.contains("spec.size: Required value")
+            && err
+                .message
+                .contains("spec.color in body must be of type string"),
+        "{}",
+        err.message
+    );
+}
+
+#[tokio::test]
 async fn watcher_sees_additions_modifications_and_deletions() {
     let sim = start().await;
     let api: Api<ConfigMap> = Api::namespaced(sim.client().await, "default");
