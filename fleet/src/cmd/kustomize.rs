@@ -1,7 +1,7 @@
 //! `flotilla kustomize DIR`: the native kustomize engine, printing what `kubectl kustomize` prints.
 
 use std::io::Write;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use anyhow::Context;
 use clap::Args;
@@ -15,20 +15,48 @@ pub struct KustomizeArgs {
     pub flux: bool,
 }
 
+fn build(root: &Path, entry: &Path, flux: bool) -> Result<String, kustomize::Error> {
+    let fs = kustomize::DiskFs::new(root)?;
+    let opts = kustomize::Options {
+        generate_missing_kustomization: flux,
+        ..Default::default()
+    };
+    kustomize::print(&kustomize::build(&fs, &entry.to_string_lossy(), &opts)?)
+}
+
 pub fn run(args: KustomizeArgs) -> anyhow::Result<()> {
     let dir = args
         .dir
         .canonicalize()
         .with_context(|| format!("{}: no such directory", args.dir.display()))?;
-    // Like kubectl, bases may live anywhere on disk, so the filesystem root is the root.
-    let fs = kustomize::DiskFs::new("/")?;
-    let entry = dir.to_string_lossy().trim_start_matches('/').to_string();
-    let opts = kustomize::Options {
-        generate_missing_kustomization: args.flux,
-        ..Default::default()
+    // Read below the working directory when the build stays there (errors then name paths
+    // relative to it); like kubectl, fall back to the whole disk when bases live elsewhere.
+    let cwd = std::env::current_dir().and_then(|d| d.canonicalize()).ok();
+    let below_cwd = cwd.as_deref().and_then(|c| {
+        dir.strip_prefix(c)
+            .ok()
+            .map(|rel| (c.to_path_buf(), rel.to_path_buf()))
+    });
+    let disk_root = || {
+        (
+            PathBuf::from("/"),
+            dir.strip_prefix("/").unwrap_or(&dir).to_path_buf(),
+        )
     };
-    let objs = kustomize::build(&fs, &entry, &opts).map_err(|e| anyhow::anyhow!("{e}"))?;
-    let out = kustomize::print(&objs).map_err(|e| anyhow::anyhow!("{e}"))?;
+    let out = match below_cwd {
+        Some((root, entry)) => match build(&root, &entry, args.flux) {
+            Err(e) if e.is_outside_root() => {
+                let (root, entry) = disk_root();
+                build(&root, &entry, args.flux)
+            }
+            other => other,
+        },
+        None => {
+            let (root, entry) = disk_root();
+            build(&root, &entry, args.flux)
+        }
+    }
+    .map_err(|e| anyhow::anyhow!("{e}"))?;
     std::io::stdout().lock().write_all(out.as_bytes())?;
     Ok(())
 }

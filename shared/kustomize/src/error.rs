@@ -45,6 +45,15 @@ impl Error {
             source: Box::new(self),
         }
     }
+
+    /// Whether the build failed because a path leads above the filesystem root.
+    pub fn is_outside_root(&self) -> bool {
+        match self {
+            Error::Fs(FsError::Escapes(_)) => true,
+            Error::Context { source, .. } => source.is_outside_root(),
+            _ => false,
+        }
+    }
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;

@@ -4,7 +4,7 @@
 use crate::error::{Error, Result};
 use crate::fieldspec::{TransformerConfig, apply};
 use crate::resource::{Gvk, Object};
-use crate::yaml::Node;
+use crate::yaml::{Node, Resolved, Tag, resolve_v3};
 
 /// One declared variable.
 #[derive(Clone, Debug)]
@@ -79,48 +79,94 @@ fn lookup<'a>(n: &'a Node, path: &str) -> Option<&'a Node> {
     Some(cur)
 }
 
-fn expand(s: &str, values: &[(String, String)], used: &mut Vec<String>) -> String {
-    let mut out = String::new();
-    let b = s.as_bytes();
-    let mut i = 0;
-    while i < b.len() {
-        if b[i] == b'$' && i + 1 < b.len() {
-            if b[i + 1] == b'$' {
-                out.push('$');
-                i += 2;
-                continue;
-            }
-            if b[i + 1] == b'('
-                && let Some(end) = s[i + 2..].find(')')
-            {
-                let name = &s[i + 2..i + 2 + end];
-                if let Some((_, v)) = values.iter().find(|(k, _)| k == name) {
-                    out.push_str(v);
-                    used.push(name.to_string());
-                    i += 3 + end;
-                    continue;
-                }
-            }
-        }
-        let c = s[i..].chars().next().unwrap_or('\0');
-        out.push(c);
-        i += c.len_utf8();
+fn is_string(n: &Node) -> bool {
+    match n {
+        Node::Scalar(s) => match s.tag {
+            Tag::Str => true,
+            Tag::Implicit => resolve_v3(&s.value) == Resolved::Str,
+            _ => false,
+        },
+        _ => false,
     }
-    out
 }
 
-fn substitute(n: &mut Node, values: &[(String, String)], used: &mut Vec<String>) {
-    match n {
-        Node::Scalar(s) => {
-            if s.value.contains("$(") {
-                let v = expand(&s.value, values, used);
-                if v != s.value {
-                    *n = Node::str(v);
+/// Expands `$(NAME)` references; `$$` is a literal `$`. A string that is exactly one
+/// reference takes the variable's own node (so a port stays a number).
+fn expand(s: &str, values: &[(String, Node)]) -> Node {
+    let b = s.as_bytes();
+    let mut out = String::new();
+    let mut i = 0;
+    let mut last = 0;
+    while i < b.len() {
+        if b[i] == b'$' && i + 1 < b.len() {
+            out.push_str(&s[last..i]);
+            match b[i + 1] {
+                b'$' => {
+                    out.push('$');
+                    i += 2;
+                }
+                b'(' => match s[i + 2..].find(')') {
+                    Some(end) => {
+                        let name = &s[i + 2..i + 2 + end];
+                        match values.iter().find(|(k, _)| k == name) {
+                            Some((_, v)) if s.len() == end + 3 => return v.clone(),
+                            Some((_, v)) => out.push_str(v.as_str().unwrap_or("")),
+                            None => out.push_str(&s[i..i + 3 + end]),
+                        }
+                        i += 3 + end;
+                    }
+                    None => {
+                        out.push_str("$(");
+                        i += 2;
+                    }
+                },
+                _ => {
+                    out.push('$');
+                    i += 1;
                 }
             }
+            last = i;
+            continue;
         }
-        Node::Seq(items) => items.iter_mut().for_each(|i| substitute(i, values, used)),
-        Node::Map(m) => m.iter_mut().for_each(|(_, v)| substitute(v, values, used)),
+        i += 1;
+    }
+    out.push_str(&s[last.min(s.len())..]);
+    Node::str(out)
+}
+
+fn substitute_scalar(n: &mut Node, values: &[(String, Node)]) {
+    if let Node::Scalar(s) = n {
+        *n = expand(&s.value, values);
+    }
+}
+
+/// kustomize's refvar filter: strings, lists of strings, and the string values of a map.
+fn substitute(n: &mut Node, values: &[(String, Node)]) -> Result<()> {
+    match n {
+        _ if n.is_null() => Ok(()),
+        Node::Scalar(_) => {
+            if is_string(n) {
+                substitute_scalar(n, values);
+            }
+            Ok(())
+        }
+        Node::Seq(items) => {
+            for it in items {
+                if !is_string(it) {
+                    return Err(Error::msg("invalid value type expect a string"));
+                }
+                substitute_scalar(it, values);
+            }
+            Ok(())
+        }
+        Node::Map(m) => {
+            for (_, v) in m.iter_mut() {
+                if is_string(v) {
+                    substitute_scalar(v, values);
+                }
+            }
+            Ok(())
+        }
     }
 }
 
@@ -131,7 +177,7 @@ pub(crate) fn resolve(objs: &mut [Object], vars: &[Var], cfg: &TransformerConfig
     }
     let mut values = Vec::new();
     for v in vars {
-        if values.iter().any(|(k, _): &(String, String)| *k == v.name) {
+        if values.iter().any(|(k, _): &(String, Node)| *k == v.name) {
             return Err(Error::msg(format!("var '{}' already encountered", v.name)));
         }
         let found: Vec<&Object> = objs
@@ -153,26 +199,22 @@ pub(crate) fn resolve(objs: &mut [Object], vars: &[Var], cfg: &TransformerConfig
             )));
         };
         let val = lookup(&o.node, &v.field_path)
-            .and_then(Node::as_str)
+            .filter(|n| matches!(n, Node::Scalar(_)))
             .ok_or_else(|| {
                 Error::msg(format!(
                     "field specified in var '{}' not found in corresponding resource",
                     v.name
                 ))
             })?;
-        values.push((v.name.clone(), val.to_string()));
+        values.push((v.name.clone(), val.clone()));
     }
-    let mut used = Vec::new();
     for o in objs.iter_mut() {
         let gvk = o.gvk();
         for fs in &cfg.var_reference {
             if !fs.matches(&gvk) {
                 continue;
             }
-            apply(&mut o.node, fs, None, &mut |n| {
-                substitute(n, &values, &mut used);
-                Ok(())
-            })?;
+            apply(&mut o.node, fs, None, &mut |n| substitute(n, &values))?;
         }
     }
     Ok(())
@@ -189,5 +231,19 @@ mod tests {
         let out = ok(&[("k/kustomization.yaml", kust), ("k/r.yaml", r)], "k");
         assert!(out.contains("- --svc=s\n"), "{out}");
         assert!(out.contains("- $(OTHER)\n"), "{out}");
+    }
+}
+
+#[cfg(test)]
+mod typed_tests {
+    use crate::testutil::ok;
+
+    #[test]
+    fn a_whole_string_reference_takes_the_variables_type() {
+        let kust = "resources: [r.yaml]\nvars:\n- name: PORT\n  objref:\n    kind: Service\n    name: s\n    apiVersion: v1\n  fieldref:\n    fieldpath: spec.ports[0].port\n";
+        let r = "apiVersion: v1\nkind: Service\nmetadata:\n  name: s\nspec:\n  ports:\n  - port: 8080\n---\napiVersion: v1\nkind: Pod\nmetadata:\n  name: p\nspec:\n  containers:\n  - name: a\n    env:\n    - name: P\n      value: $(PORT)\n    - name: Q\n      value: port-$(PORT)\n";
+        let out = ok(&[("k/kustomization.yaml", kust), ("k/r.yaml", r)], "k");
+        assert!(out.contains("name: P\n      value: 8080\n"), "{out}");
+        assert!(out.contains("name: Q\n      value: port-8080\n"), "{out}");
     }
 }
