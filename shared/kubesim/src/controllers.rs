@@ -228,6 +228,51 @@ fn crd_cleanup(sim: &Sim, st: &mut State, key: &Key, crd: &Value) {
     }
 }
 
+/// What kube-controller-manager puts in every new namespace: the `default` ServiceAccount and
+/// the `kube-root-ca.crt` ConfigMap.
+fn namespace_contents(sim: &Sim, st: &mut State, ns: &Value) {
+    let Some(name) = ns.pointer("/metadata/name").and_then(Value::as_str) else {
+        return;
+    };
+    if ns.pointer("/metadata/deletionTimestamp").is_some() {
+        return;
+    }
+    let wanted = [
+        (
+            "serviceaccounts",
+            "default",
+            json!({"apiVersion": "v1", "kind": "ServiceAccount", "metadata": {"name": "default"}}),
+        ),
+        (
+            "configmaps",
+            "kube-root-ca.crt",
+            json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "kube-root-ca.crt", "annotations": {"kubernetes.io/description": "Contains a CA bundle that can be used to verify the kube-apiserver when using internal endpoints such as the internal service IP or kubernetes.default.svc. No other usage is guaranteed across distributions of Kubernetes clusters."}}, "data": {"ca.crt": sim.ca_pem}}),
+        ),
+    ];
+    for (resource, obj_name, mut obj) in wanted {
+        let key = Key::new("", resource, name, obj_name);
+        if st.get(&key).is_some() {
+            continue;
+        }
+        let Some(mut t) = target(sim, &key) else {
+            continue;
+        };
+        t.name = None;
+        if let Err(e) = api::create_object(
+            sim,
+            st,
+            &t,
+            &mut obj,
+            "kube-controller-manager",
+            false,
+            None,
+        ) && e.code != 409
+        {
+            tracing::debug!(error = %e.message, "kubesim: namespace contents");
+        }
+    }
+}
+
 fn rebuild_registry(sim: &Sim, st: &State) {
     let crds: Vec<Value> = st
         .list("apiextensions.k8s.io", "customresourcedefinitions", None)
@@ -260,6 +305,9 @@ fn handle(sim: &Arc<Sim>, st: &mut State, ev: &Event) {
                 if !k.namespace.is_empty() {
                     namespace(sim, st, &k.namespace);
                 }
+            }
+            if k.group.is_empty() && k.resource == "namespaces" {
+                namespace_contents(sim, st, &ev.object);
             }
             workloads::on_event(sim, st, ev);
         }

@@ -78,7 +78,12 @@ impl Server {
             }
             None => Store::new(1, Default::default(), None, config.watch_history),
         };
-        let sim = Arc::new(Sim::new(store, &config, addr.to_string()));
+        let sim = Arc::new(Sim::new(
+            store,
+            &config,
+            addr.to_string(),
+            pki.ca_pem.clone(),
+        ));
         bootstrap(&sim);
         let (stop, stop_rx) = watch::channel(false);
         let mut tasks = JoinSet::new();
@@ -126,6 +131,39 @@ fn bootstrap(sim: &Sim) {
             api::create_object(sim, &mut st, &t, &mut obj, "kube-apiserver", false, None)
         {
             tracing::warn!(error = %e.message, "kubesim: creating namespace {ns}");
+        }
+    }
+    // One Ready node, which DaemonSets are scheduled to.
+    let node_key = crate::store::Key::new("", "nodes", "", "kubesim");
+    if st.get(&node_key).is_none()
+        && let Some(rt) = sim.registry.lookup("", "v1", "nodes")
+    {
+        let t = Target {
+            rt,
+            version: "v1".into(),
+            namespace: None,
+            name: None,
+            sub: None,
+        };
+        let mut node = serde_json::json!({"apiVersion": "v1", "kind": "Node", "metadata": {"name": "kubesim", "labels": {
+            "kubernetes.io/hostname": "kubesim", "kubernetes.io/os": "linux", "kubernetes.io/arch": "amd64",
+            "beta.kubernetes.io/os": "linux", "beta.kubernetes.io/arch": "amd64", "node-role.kubernetes.io/control-plane": ""}}});
+        match api::create_object(sim, &mut st, &t, &mut node, "kubelet", false, None) {
+            Ok(mut created) => {
+                let now = crate::meta::now();
+                created["status"] = serde_json::json!({
+                    "conditions": [{"type": "Ready", "status": "True", "lastHeartbeatTime": now, "lastTransitionTime": now, "reason": "KubeletReady", "message": "kubelet is posting ready status"}],
+                    "addresses": [{"type": "InternalIP", "address": "127.0.0.1"}, {"type": "Hostname", "address": "kubesim"}],
+                    "capacity": {"cpu": "4", "memory": "8Gi", "pods": "110", "ephemeral-storage": "100Gi"},
+                    "allocatable": {"cpu": "4", "memory": "8Gi", "pods": "110", "ephemeral-storage": "100Gi"},
+                    "nodeInfo": {"kubeletVersion": "v1.32.0", "kubeProxyVersion": "v1.32.0", "containerRuntimeVersion": "containerd://1.7.24",
+                        "operatingSystem": "linux", "architecture": "amd64", "osImage": "kubesim", "kernelVersion": "", "machineID": "", "systemUUID": "", "bootID": ""},
+                });
+                if let Err(e) = st.put(node_key, created) {
+                    tracing::warn!(error = %e.message, "kubesim: node status");
+                }
+            }
+            Err(e) => tracing::warn!(error = %e.message, "kubesim: creating the node"),
         }
     }
 }

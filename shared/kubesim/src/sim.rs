@@ -65,6 +65,8 @@ pub struct Sim {
     pub faults: RwLock<Faults>,
     /// `host:port` for discovery's serverAddressByClientCIDRs.
     pub server_address: String,
+    /// The CA (PEM), published in every namespace as `kube-root-ca.crt`.
+    pub ca_pem: String,
     /// Next ClusterIP offset.
     pub next_ip: AtomicU32,
     /// Next NodePort offset.
@@ -82,7 +84,7 @@ impl std::fmt::Debug for Sim {
 
 impl Sim {
     /// Wraps a store.
-    pub fn new(store: Store, config: &Config, server_address: String) -> Self {
+    pub fn new(store: Store, config: &Config, server_address: String, ca_pem: String) -> Self {
         let mut seed = [0u8; 8];
         crate::tls::random_bytes(&mut seed);
         Self {
@@ -91,6 +93,7 @@ impl Sim {
             ready_delay: config.ready_delay,
             faults: RwLock::new(config.faults.clone()),
             server_address,
+            ca_pem,
             next_ip: AtomicU32::new(10),
             next_node_port: AtomicU32::new(0),
             rng: AtomicU64::new(u64::from_le_bytes(seed) | 1),

@@ -86,15 +86,21 @@ async fn typed_crud_with_label_selectors_pagination_and_stale_updates() {
         .await
         .expect("list");
     assert_eq!(byname.items.len(), 1);
+    // Every namespace also holds kube-root-ca.crt: the pages select the test's objects.
     let page1 = api
-        .list(&ListParams::default().limit(2))
+        .list(&ListParams::default().labels("tier").limit(2))
         .await
         .expect("page 1");
     assert_eq!(page1.items.len(), 2);
     assert_eq!(page1.metadata.remaining_item_count, Some(3));
     let token = page1.metadata.continue_.clone().expect("continue token");
     let page2 = api
-        .list(&ListParams::default().limit(10).continue_token(&token))
+        .list(
+            &ListParams::default()
+                .labels("tier")
+                .limit(10)
+                .continue_token(&token),
+        )
         .await
         .expect("page 2");
     let names: Vec<_> = page2
@@ -354,9 +360,12 @@ async fn validation_rejects_immutable_changes_and_schema_violations() {
 async fn watcher_sees_additions_modifications_and_deletions() {
     let sim = start().await;
     let api: Api<ConfigMap> = Api::namespaced(sim.client().await, "default");
-    let mut stream = watcher(api.clone(), watcher::Config::default())
-        .applied_objects()
-        .boxed();
+    let mut stream = watcher(
+        api.clone(),
+        watcher::Config::default().fields("metadata.name=w"),
+    )
+    .applied_objects()
+    .boxed();
     api.create(&PostParams::default(), &cm("w", json!({})))
         .await
         .expect("create");
@@ -408,7 +417,7 @@ async fn metadata_only_requests_and_streaming_list_watches_work() {
         Some("b")
     );
     let list = api
-        .list_metadata(&ListParams::default())
+        .list_metadata(&ListParams::default().labels("a=b"))
         .await
         .expect("metadata list");
     assert_eq!(list.items.len(), 1);
