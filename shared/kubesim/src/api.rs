@@ -38,7 +38,7 @@ pub struct Target {
 impl Target {
     fn key(&self, name: &str) -> Key {
         Key::new(
-            &self.rt.group,
+            self.rt.storage_group(),
             &self.rt.resource,
             self.namespace.as_deref().unwrap_or(""),
             name,
@@ -159,7 +159,11 @@ pub fn partial(obj: &Value) -> Value {
 
 /// Sets apiVersion/kind to the requested version (CRD versions are served without conversion).
 pub fn served(obj: &Value, t: &Target) -> Value {
-    let mut o = obj.clone();
+    let mut o = if t.rt.is_events_v1() {
+        crate::events::to_events_v1(obj)
+    } else {
+        obj.clone()
+    };
     if let Some(m) = o.as_object_mut() {
         m.insert("apiVersion".into(), json!(t.api_version()));
         m.insert("kind".into(), json!(t.rt.kind));
@@ -481,7 +485,7 @@ pub fn list(st: &State, t: &Target, p: &Params) -> ApiResult<Reply> {
             .map_err(|_| ApiError::bad_request(format!("invalid limit {l:?}")))?
             .max(0) as usize,
     };
-    let mut items = st.list(&t.rt.group, &t.rt.resource, t.namespace.as_deref());
+    let mut items = st.list(t.rt.storage_group(), &t.rt.resource, t.namespace.as_deref());
     let mut list_rv = st.rv();
     if let Some(token) = p.q("continue").filter(|c| !c.is_empty()) {
         let (rv, ns, name) = parse_continue(token)?;
@@ -654,6 +658,9 @@ pub fn create_object(
         }
     }
     obj["apiVersion"] = json!(t.rt.api_version(t.rt.storage_version()));
+    if t.rt.is_events_v1() {
+        *obj = crate::events::to_core(obj);
+    }
     obj["kind"] = json!(t.rt.kind);
     if t.rt.status
         && let Some(m) = obj.as_object_mut()
@@ -768,6 +775,9 @@ fn commit(
         }
     }
     new["apiVersion"] = json!(t.rt.api_version(t.rt.storage_version()));
+    if t.rt.is_events_v1() {
+        new = crate::events::to_core(&new);
+    }
     new["kind"] = json!(t.rt.kind);
     if !t.rt.builtin {
         crate::crd::prune(&t.rt, &t.version, &mut new);
@@ -1012,8 +1022,16 @@ pub fn patch(sim: &Sim, st: &mut State, t: &Target, p: &Params, body: &[u8]) -> 
     if ct == "application/apply-patch+yaml" {
         let manager = p.q("fieldManager").filter(|m| !m.is_empty()).ok_or_else(|| ApiError::bad_request("PATCH, application/apply-patch+yaml: fieldManager is required for apply requests"))?.to_string();
         let force = matches!(p.q("force"), Some("true") | Some("1"));
-        let applied = decode(body, "application/yaml")?;
+        let mut applied = decode(body, "application/yaml")?;
         check_type(&applied, t)?;
+        if t.rt.is_events_v1() {
+            // Ownership is tracked on the stored (core) form.
+            let av = applied.get("apiVersion").cloned();
+            applied = crate::events::to_core(&applied);
+            if let Some(av) = av {
+                applied["apiVersion"] = av;
+            }
+        }
         if applied.get("apiVersion").is_none() || applied.get("kind").is_none() {
             return Err(ApiError::bad_request("invalid object type: /, Kind="));
         }
@@ -1271,7 +1289,7 @@ pub fn delete_collection(st: &mut State, t: &Target, p: &Params, body: &[u8]) ->
     let o = delete_options(p, body)?;
     let sel = Selection::parse(t, p)?;
     let names: Vec<String> = st
-        .list(&t.rt.group, &t.rt.resource, t.namespace.as_deref())
+        .list(t.rt.storage_group(), &t.rt.resource, t.namespace.as_deref())
         .into_iter()
         .filter(|(_, obj)| sel.matches(obj))
         .map(|(k, _)| k.name)

@@ -23,6 +23,7 @@ pub mod crd;
 pub mod defaults;
 pub mod discovery;
 pub mod error;
+pub mod events;
 pub mod fields;
 pub mod meta;
 pub mod patch;

@@ -64,6 +64,20 @@ impl ResourceType {
         }
     }
 
+    /// The group objects are stored under: events.k8s.io Events share the core Events' storage.
+    pub fn storage_group(&self) -> &str {
+        if self.group == "events.k8s.io" && self.resource == "events" {
+            ""
+        } else {
+            &self.group
+        }
+    }
+
+    /// Whether objects are converted from the core Event form when served.
+    pub fn is_events_v1(&self) -> bool {
+        self.group == "events.k8s.io" && self.resource == "events"
+    }
+
     /// The version objects are stored at.
     pub fn storage_version(&self) -> &str {
         self.versions.first().map(String::as_str).unwrap_or("v1")

@@ -29,7 +29,7 @@ struct Watch {
 impl Watch {
     fn wanted(&self, ev: &Event) -> Option<&'static str> {
         let k = &ev.key;
-        if k.group != self.t.rt.group || k.resource != self.t.rt.resource {
+        if k.group != self.t.rt.storage_group() || k.resource != self.t.rt.resource {
             return None;
         }
         if self
@@ -152,9 +152,11 @@ pub fn start(sim: Arc<Sim>, t: Target, p: &Params) -> ApiResult<mpsc::Receiver<B
             }
             Ok((past, brx)) => {
                 if since.is_none() || send_initial {
-                    for (key, obj) in
-                        st.list(&w.t.rt.group, &w.t.rt.resource, w.t.namespace.as_deref())
-                    {
+                    for (key, obj) in st.list(
+                        w.t.rt.storage_group(),
+                        &w.t.rt.resource,
+                        w.t.namespace.as_deref(),
+                    ) {
                         if w.t.name.as_ref().is_some_and(|n| *n != key.name) || !w.sel.matches(&obj)
                         {
                             continue;

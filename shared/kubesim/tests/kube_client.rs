@@ -357,6 +357,27 @@ async fn validation_rejects_immutable_changes_and_schema_violations() {
 }
 
 #[tokio::test]
+async fn core_and_events_k8s_io_events_are_one_object() {
+    use k8s_openapi::api::core::v1::Event as CoreEvent;
+    use k8s_openapi::api::events::v1::Event;
+    let sim = start().await;
+    let client = sim.client().await;
+    let new_api: Api<Event> = Api::namespaced(client.clone(), "default");
+    let ev: Event = serde_json::from_value(json!({"metadata": {"name": "e1"}, "eventTime": "2026-01-01T00:00:00.000000Z", "reason": "Synced", "note": "all good", "type": "Normal", "action": "Reconcile", "reportingController": "flotilla", "reportingInstance": "agent-0", "regarding": {"kind": "ConfigMap", "name": "x", "namespace": "default"}})).expect("event");
+    new_api
+        .create(&PostParams::default(), &ev)
+        .await
+        .expect("create");
+    let core: Api<CoreEvent> = Api::namespaced(client, "default");
+    let same = core.get("e1").await.expect("visible as core/v1");
+    assert_eq!(same.message.as_deref(), Some("all good"));
+    assert_eq!(same.involved_object.name.as_deref(), Some("x"));
+    assert_eq!(same.reporting_component.as_deref(), Some("flotilla"));
+    let back = new_api.get("e1").await.expect("events.k8s.io");
+    assert_eq!(back.note.as_deref(), Some("all good"));
+}
+
+#[tokio::test]
 async fn watcher_sees_additions_modifications_and_deletions() {
     let sim = start().await;
     let api: Api<ConfigMap> = Api::namespaced(sim.client().await, "default");
