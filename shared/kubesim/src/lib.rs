@@ -9,6 +9,25 @@
 //! collection, namespace deletion, simulated workload readiness ([`workloads`]), persistence
 //! ([`persist`]) and fault injection ([`Faults`]).
 //!
+//! # Differences from kube-apiserver
+//! - Request bodies in protobuf are decoded only for Namespace, ConfigMap, Secret and
+//!   ServiceAccount (what `kubectl create namespace|configmap|secret|serviceaccount` send);
+//!   other protobuf bodies get 415 (so `kubectl create deployment` and `kubectl run` fail).
+//!   Responses are always JSON.
+//! - OpenAPI: `/openapi/v3` lists every group/version with its PATCH parameters (what kubectl
+//!   probes for `fieldValidation`) and CRD schemas; built-in schemas are not published, so
+//!   kubectl builds strategic merge patches from its compiled-in types and `kubectl explain`
+//!   shows no fields for built-in kinds. `/openapi/v2` is 404.
+//! - Validation: names, labels, immutable fields of the common kinds, CRD structural schemas
+//!   (type, required, enum; not pattern, format or CEL). Built-in specs are not validated.
+//! - Defaulting covers the common workload, pod template, Service and Secret fields.
+//! - No admission, authorization, pods, kubelet, logs, exec or port-forward; workloads are
+//!   simulated (see [`workloads`]); one Node exists.
+//! - A `continue` token resumes after its last key in the current state, not in a snapshot
+//!   at the token's resourceVersion.
+//! - Versions of a multi-version CRD are served without conversion (as with strategy None).
+//! - Server-side apply: see [`ssa`] for the cases not covered.
+//!
 //! ```no_run
 //! # async fn demo() -> kubesim::Result<()> {
 //! let server = kubesim::Server::start(kubesim::Config::default()).await?;

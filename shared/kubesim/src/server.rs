@@ -59,7 +59,16 @@ impl Server {
     pub async fn start(config: Config) -> Result<RunningServer> {
         // Another part of the process may have installed the provider already.
         let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
-        let pki = Arc::new(Pki::generate()?);
+        let pki = Arc::new(match &config.data_dir {
+            Some(dir) => {
+                std::fs::create_dir_all(dir).map_err(|source| Error::Persist {
+                    path: dir.clone(),
+                    source,
+                })?;
+                Pki::load_or_generate(dir)?
+            }
+            None => Pki::generate()?,
+        });
         let tls = pki.server_config()?;
         let listener = TcpListener::bind(config.addr)
             .await

@@ -122,6 +122,70 @@ impl Pki {
         })
     }
 
+    /// Loads the credentials kept in `dir`, or generates and keeps new ones, so a server
+    /// restarted on the same data directory keeps its CA and token and old kubeconfigs work.
+    pub fn load_or_generate(dir: &std::path::Path) -> Result<Self> {
+        let path = dir.join("pki.json");
+        let b64 = base64::engine::general_purpose::STANDARD;
+        if let Ok(text) = std::fs::read_to_string(&path)
+            && let Ok(v) = serde_json::from_str::<serde_json::Value>(&text)
+        {
+            let s = |k: &str| {
+                v.get(k)
+                    .and_then(serde_json::Value::as_str)
+                    .map(str::to_string)
+            };
+            let d = |k: &str| s(k).and_then(|x| b64.decode(x).ok());
+            if let (
+                Some(ca_pem),
+                Some(ca_der),
+                Some(server_cert),
+                Some(server_key),
+                Some(client_cert_pem),
+                Some(client_key_pem),
+                Some(token),
+            ) = (
+                s("caPem"),
+                d("caDer"),
+                d("serverCert"),
+                d("serverKey"),
+                s("clientCertPem"),
+                s("clientKeyPem"),
+                s("token"),
+            ) {
+                return Ok(Self {
+                    ca_pem,
+                    ca_der: CertificateDer::from(ca_der),
+                    server_cert: CertificateDer::from(server_cert),
+                    server_key,
+                    client_cert_pem,
+                    client_key_pem,
+                    token,
+                });
+            }
+        }
+        let pki = Self::generate()?;
+        let v = serde_json::json!({
+            "caPem": pki.ca_pem, "caDer": b64.encode(pki.ca_der.as_ref()), "serverCert": b64.encode(pki.server_cert.as_ref()),
+            "serverKey": b64.encode(&pki.server_key), "clientCertPem": pki.client_cert_pem, "clientKeyPem": pki.client_key_pem, "token": pki.token,
+        });
+        let write = || -> std::io::Result<()> {
+            use std::io::Write;
+            let mut opts = std::fs::OpenOptions::new();
+            opts.write(true).create(true).truncate(true);
+            #[cfg(unix)]
+            std::os::unix::fs::OpenOptionsExt::mode(&mut opts, 0o600);
+            let mut f = opts.open(&path)?;
+            f.write_all(v.to_string().as_bytes())?;
+            f.sync_all()
+        };
+        write().map_err(|source| crate::error::Error::Persist {
+            path: path.clone(),
+            source,
+        })?;
+        Ok(pki)
+    }
+
     /// rustls server configuration: HTTP/2 and HTTP/1.1, client certificates optional (a
     /// request without one must then carry the token).
     pub fn server_config(&self) -> Result<Arc<rustls::ServerConfig>> {

@@ -707,11 +707,20 @@ async fn state_in_a_data_dir_survives_a_restart() {
         .create(&PostParams::default(), &cm("kept", json!({})))
         .await
         .expect("create");
+    let (old_token, old_ca) = (
+        sim.server.token().to_string(),
+        sim.server.ca_pem().to_string(),
+    );
     // Abort without a graceful shutdown: acknowledged writes are already on disk.
     drop(sim);
     let sim = start_with(config).await;
     let api: Api<ConfigMap> = Api::namespaced(sim.client().await, "default");
     let back = api.get("kept").await.expect("survived");
+    assert_eq!(
+        (sim.server.token(), sim.server.ca_pem()),
+        (old_token.as_str(), old_ca.as_str()),
+        "the CA and token are kept"
+    );
     assert_eq!(back.metadata.uid, created.metadata.uid);
     let next = api
         .create(&PostParams::default(), &cm("after", json!({})))
