@@ -714,8 +714,13 @@ fn find_by_any_id(objs: &[Object], id: &ResId) -> Result<usize> {
 }
 
 fn patch_docs(b: &Builder, dir: &str, p: &Patch) -> Result<(Vec<Node>, String)> {
-    match (&p.path, &p.patch) {
-        (Some(path), _) if !path.is_empty() => {
+    let path = p.path.as_deref().filter(|s| !s.is_empty());
+    let inline = p.patch.as_deref().map(str::trim).filter(|s| !s.is_empty());
+    if path.is_some() && inline.is_some() {
+        return Err(Error::msg("patch and path can't be set at the same time"));
+    }
+    match (path, inline) {
+        (Some(path), _) => {
             let f = b.file_in(dir, path)?;
             Ok((read_yaml(b.fs, &f, b.opts.limits)?, f))
         }
@@ -732,7 +737,7 @@ fn patch_docs(b: &Builder, dir: &str, p: &Patch) -> Result<(Vec<Node>, String)> 
                 "inline patch".into(),
             ))
         }
-        _ => Err(Error::msg("patch has neither a path nor an inline patch")),
+        _ => Err(Error::msg("must specify one of patch and path")),
     }
 }
 
@@ -746,6 +751,8 @@ pub(crate) fn apply_patch(b: &Builder, dir: &str, p: &Patch, acc: &mut Acc) -> R
             )));
         };
         for i in select(&acc.objs, target)? {
+            // kustomize records the id first, so renames by JSON patch still resolve references.
+            acc.objs[i].store_previous_id();
             apply_json6902(&mut acc.objs[i].node, ops)?;
         }
         return Ok(());
@@ -769,6 +776,11 @@ pub(crate) fn apply_patch(b: &Builder, dir: &str, p: &Patch, acc: &mut Acc) -> R
                 }
             }
             Some(t) => {
+                if docs.len() > 1 {
+                    return Err(Error::msg(format!(
+                        "Multiple Strategic-Merge Patches in one `patches` entry is not allowed to set `patches.target` field: {file}"
+                    )));
+                }
                 let mut idx = select(&acc.objs, t)?;
                 idx.reverse();
                 for i in idx {

@@ -11,7 +11,7 @@ pub(crate) enum Value<'a> {
     Bool(bool),
     Int(i128),
     Float(f64),
-    Str(&'a str),
+    Str(std::borrow::Cow<'a, str>),
     Seq(Vec<Value<'a>>),
     /// Keys sorted as Go's encoding/json sorts them (bytewise).
     Map(Vec<(&'a str, Value<'a>)>),
@@ -28,7 +28,7 @@ pub(crate) fn value(node: &Node) -> Result<Value<'_>, JsonError> {
             // A string tag forces quoting when printed; any other tag is dropped or kept
             // consistent with the text, so the text decides.
             let r = match s.tag {
-                Tag::Str => return Ok(Value::Str(&s.value)),
+                Tag::Str => return Ok(Value::Str(s.value.as_str().into())),
                 Tag::Null if !s.quoted => Resolved::Null,
                 _ => resolve_v3(&s.value),
             };
@@ -38,7 +38,8 @@ pub(crate) fn value(node: &Node) -> Result<Value<'_>, JsonError> {
                 Resolved::Int(i) => Value::Int(i),
                 Resolved::Float(f) if f.is_finite() => Value::Float(f),
                 Resolved::Float(f) => return Err(JsonError(format_go_g(f))),
-                Resolved::Str => Value::Str(&s.value),
+                Resolved::Str => Value::Str(s.value.as_str().into()),
+                Resolved::Timestamp(t) => Value::Str(t.into()),
             }
         }
         Node::Seq(items) => Value::Seq(items.iter().map(value).collect::<Result<_, _>>()?),

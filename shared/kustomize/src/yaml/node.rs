@@ -16,6 +16,8 @@ pub enum Tag {
     Bool,
     /// Explicitly `!!null`.
     Null,
+    /// A plain scalar go-yaml read as `!!timestamp`.
+    Timestamp,
 }
 
 /// A scalar: its text after escape processing and how its type is decided.

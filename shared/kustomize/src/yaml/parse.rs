@@ -251,6 +251,7 @@ fn parse_once(text: &str, limits: Limits) -> Result<Vec<Option<Node>>, Retry> {
                         Resolved::Bool(_) => Tag::Bool,
                         Resolved::Int(_) => Tag::Int,
                         Resolved::Float(_) => Tag::Float,
+                        Resolved::Timestamp(_) => Tag::Timestamp,
                         Resolved::Str => Tag::Str,
                     },
                     None => Tag::Str,

@@ -7,6 +7,8 @@ pub enum Resolved {
     Bool(bool),
     Int(i128),
     Float(f64),
+    /// A timestamp, as RFC 3339 text (what `time.Time` marshals to).
+    Timestamp(String),
     Str,
 }
 
@@ -83,74 +85,102 @@ fn yaml_style_float(s: &str) -> bool {
     i == b.len()
 }
 
-/// Timestamps as go-yaml accepts them (`2006-1-2`, with an optional time part).
-fn is_timestamp(s: &str) -> bool {
-    let b = s.as_bytes();
-    if b.len() < 8 || !b[..4].iter().all(u8::is_ascii_digit) || b[4] != b'-' {
-        return false;
+fn days_in_month(y: u32, m: u32) -> u32 {
+    match m {
+        1 | 3 | 5 | 7 | 8 | 10 | 12 => 31,
+        4 | 6 | 9 | 11 => 30,
+        _ if (y % 4 == 0 && y % 100 != 0) || y % 400 == 0 => 29,
+        _ => 28,
     }
-    let mut i = 5;
-    let num = |i: &mut usize, min: usize, max: usize| {
+}
+
+/// A timestamp in one of go-yaml's layouts (`2006-1-2`, `2006-1-2T15:4:5.999999999Z07:00`,
+/// `2006-1-2 15:4:5.999999999`), rendered as Go's `time.Time` marshals to JSON (RFC 3339).
+pub(crate) fn parse_timestamp(s: &str) -> Option<String> {
+    let b = s.as_bytes();
+    let mut i = 0;
+    let num = |i: &mut usize, min: usize, max: usize| -> Option<u32> {
         let st = *i;
         while *i < b.len() && b[*i].is_ascii_digit() && *i - st < max {
             *i += 1;
         }
-        (*i - st) >= min
+        if *i - st < min {
+            return None;
+        }
+        s[st..*i].parse().ok()
     };
-    if !num(&mut i, 1, 2) || i >= b.len() || b[i] != b'-' {
-        return false;
+    let year = num(&mut i, 4, 4)?;
+    let lit = |i: &mut usize, c: u8| -> Option<()> { (b.get(*i) == Some(&c)).then(|| *i += 1) };
+    lit(&mut i, b'-')?;
+    let month = num(&mut i, 1, 2)?;
+    lit(&mut i, b'-')?;
+    let day = num(&mut i, 1, 2)?;
+    if !(1..=12).contains(&month) || day < 1 || day > days_in_month(year, month) {
+        return None;
     }
-    i += 1;
-    if !num(&mut i, 1, 2) {
-        return false;
-    }
+    let date = format!("{year:04}-{month:02}-{day:02}");
     if i == b.len() {
-        return true;
+        return Some(format!("{date}T00:00:00Z"));
     }
     let sep = b[i];
-    if !(sep == b'T' || sep == b't' || sep == b' ') {
-        return false;
+    if !matches!(sep, b'T' | b't' | b' ') {
+        return None;
     }
     i += 1;
-    for k in 0..3 {
-        if !num(&mut i, 1, 2) {
-            return false;
-        }
-        if k < 2 {
-            if i >= b.len() || b[i] != b':' {
-                return false;
-            }
+    let h = num(&mut i, 1, 2)?;
+    lit(&mut i, b':')?;
+    let mi = num(&mut i, 1, 2)?;
+    lit(&mut i, b':')?;
+    let sec = num(&mut i, 1, 2)?;
+    if h > 23 || mi > 59 || sec > 59 {
+        return None;
+    }
+    let mut frac = String::new();
+    if b.get(i) == Some(&b'.') {
+        i += 1;
+        let st = i;
+        while i < b.len() && b[i].is_ascii_digit() && i - st < 9 {
             i += 1;
         }
-    }
-    if i < b.len() && b[i] == b'.' {
-        i += 1;
-        if !num(&mut i, 1, 9) {
-            return false;
+        if i == st {
+            return None;
         }
+        frac = s[st..i].trim_end_matches('0').to_string();
     }
-    if i == b.len() {
-        return true;
-    }
+    let frac = if frac.is_empty() {
+        String::new()
+    } else {
+        format!(".{frac}")
+    };
+    let time = format!("{date}T{h:02}:{mi:02}:{sec:02}{frac}");
     if sep == b' ' {
-        return false;
+        return (i == b.len()).then(|| format!("{time}Z"));
     }
-    if b[i] == b'Z' {
-        return i + 1 == b.len();
-    }
-    if b[i] == b'+' || b[i] == b'-' {
-        i += 1;
-        return num(&mut i, 2, 2) && i < b.len() && b[i] == b':' && {
+    match b.get(i) {
+        Some(b'Z') if i + 1 == b.len() => Some(format!("{time}Z")),
+        Some(&c @ (b'+' | b'-')) => {
             i += 1;
-            num(&mut i, 2, 2) && i == b.len()
-        };
+            let oh = num(&mut i, 2, 2)?;
+            lit(&mut i, b':')?;
+            let om = num(&mut i, 2, 2)?;
+            if i != b.len() {
+                return None;
+            }
+            if oh == 0 && om == 0 {
+                Some(format!("{time}Z"))
+            } else {
+                Some(format!("{time}{}{oh:02}:{om:02}", c as char))
+            }
+        }
+        _ => None,
     }
-    false
 }
 
 fn numeric(s: &str, allow_timestamp: bool) -> Option<Resolved> {
-    if allow_timestamp && is_timestamp(s) {
-        return Some(Resolved::Str);
+    if allow_timestamp {
+        if let Some(t) = parse_timestamp(s) {
+            return Some(Resolved::Timestamp(t));
+        }
     }
     let plain = s.replace('_', "");
     if let Some(i) = go_parse_int(&plain) {
@@ -164,8 +194,7 @@ fn numeric(s: &str, allow_timestamp: bool) -> Option<Resolved> {
     None
 }
 
-/// go-yaml v3's reading of an untagged plain scalar. Timestamps stay strings, as v3 does when
-/// decoding into `interface{}`.
+/// go-yaml v3's reading of an untagged plain scalar.
 pub fn resolve_v3(s: &str) -> Resolved {
     match s {
         "" | "~" | "null" | "Null" | "NULL" => return Resolved::Null,
@@ -258,7 +287,15 @@ mod tests {
         assert_eq!(resolve_v3("1.5"), Resolved::Float(1.5));
         assert_eq!(resolve_v3("08"), Resolved::Float(8.0));
         assert_eq!(resolve_v3("yes"), Resolved::Str);
-        assert_eq!(resolve_v3("2024-01-02"), Resolved::Str);
+        assert_eq!(
+            resolve_v3("2024-01-02"),
+            Resolved::Timestamp("2024-01-02T00:00:00Z".into())
+        );
+        assert_eq!(resolve_v3("2024-13-01"), Resolved::Str);
+        assert_eq!(
+            resolve_v3("2024-01-02T10:00:00.500+02:00"),
+            Resolved::Timestamp("2024-01-02T10:00:00.5+02:00".into())
+        );
         assert_eq!(resolve_v3("1.2.3"), Resolved::Str);
     }
 
