@@ -89,7 +89,7 @@ fn days_in_month(y: u32, m: u32) -> u32 {
     match m {
         1 | 3 | 5 | 7 | 8 | 10 | 12 => 31,
         4 | 6 | 9 | 11 => 30,
-        _ if (y % 4 == 0 && y % 100 != 0) || y % 400 == 0 => 29,
+        _ if (y.is_multiple_of(4) && !y.is_multiple_of(100)) || y.is_multiple_of(400) => 29,
         _ => 28,
     }
 }
@@ -177,10 +177,8 @@ pub(crate) fn parse_timestamp(s: &str) -> Option<String> {
 }
 
 fn numeric(s: &str, allow_timestamp: bool) -> Option<Resolved> {
-    if allow_timestamp {
-        if let Some(t) = parse_timestamp(s) {
-            return Some(Resolved::Timestamp(t));
-        }
+    if allow_timestamp && let Some(t) = parse_timestamp(s) {
+        return Some(Resolved::Timestamp(t));
     }
     let plain = s.replace('_', "");
     if let Some(i) = go_parse_int(&plain) {
