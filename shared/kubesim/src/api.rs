@@ -138,6 +138,31 @@ fn meta_str<'v>(obj: &'v Value, k: &str) -> Option<&'v str> {
         .and_then(Value::as_str)
 }
 
+/// Sets a nested field, replacing anything in the way that is not an object (so malformed
+/// stored input cannot make an index panic).
+pub fn set_in(obj: &mut Value, path: &[&str], v: Value) {
+    let Some((last, parents)) = path.split_last() else {
+        *obj = v;
+        return;
+    };
+    let mut cur = obj;
+    for p in parents {
+        if !cur.is_object() {
+            *cur = Value::Object(Map::new());
+        }
+        let Value::Object(m) = cur else { return };
+        cur = m
+            .entry(p.to_string())
+            .or_insert_with(|| Value::Object(Map::new()));
+    }
+    if !cur.is_object() {
+        *cur = Value::Object(Map::new());
+    }
+    if let Value::Object(m) = cur {
+        m.insert(last.to_string(), v);
+    }
+}
+
 /// The metadata map, created (and the object made a map) if missing.
 pub fn meta_mut(obj: &mut Value) -> &mut Map<String, Value> {
     if !obj.is_object() {
@@ -960,7 +985,7 @@ pub fn update(st: &mut State, t: &Target, p: &Params, body: &[u8]) -> ApiResult<
     if t.sub() == "scale" {
         let replicas = new.pointer("/spec/replicas").cloned().unwrap_or(json!(1));
         let mut n = (*old).clone();
-        n["spec"]["replicas"] = replicas;
+        set_in(&mut n, &["spec", "replicas"], replicas);
         let t2 = Target {
             sub: None,
             ..t.clone()
@@ -970,10 +995,13 @@ pub fn update(st: &mut State, t: &Target, p: &Params, body: &[u8]) -> ApiResult<
     }
     if t.sub() == "finalize" && t.rt.resource == "namespaces" {
         let mut n = (*old).clone();
-        n["spec"]["finalizers"] = new
-            .pointer("/spec/finalizers")
-            .cloned()
-            .unwrap_or(json!([]));
+        set_in(
+            &mut n,
+            &["spec", "finalizers"],
+            new.pointer("/spec/finalizers")
+                .cloned()
+                .unwrap_or(json!([])),
+        );
         let out = finalize_namespace(st, &t.key(name), n)?;
         return Ok(Reply::Json(200, served(&out, t)));
     }
@@ -1097,7 +1125,7 @@ pub fn patch(sim: &Sim, st: &mut State, t: &Target, p: &Params, body: &[u8]) -> 
     if t.sub() == "scale" {
         let replicas = new.pointer("/spec/replicas").cloned().unwrap_or(json!(1));
         let mut n = (*old).clone();
-        n["spec"]["replicas"] = replicas;
+        set_in(&mut n, &["spec", "replicas"], replicas);
         let t2 = Target {
             sub: None,
             ..t.clone()
@@ -1253,7 +1281,7 @@ pub fn delete_object(
         }
     }
     if is_ns {
-        new["status"]["phase"] = json!("Terminating");
+        set_in(&mut new, &["status", "phase"], json!("Terminating"));
     }
     if o.dry || (already && content(&new) == content(&old)) {
         return Ok((

@@ -200,7 +200,7 @@ fn namespace(sim: &Sim, st: &mut State, name: &str) {
     }
     if st.in_namespace(name).is_empty() {
         let mut new = (*ns).clone();
-        new["spec"]["finalizers"] = json!([]);
+        api::set_in(&mut new, &["spec", "finalizers"], json!([]));
         if let Err(e) = api::finalize_namespace(st, &key, new) {
             tracing::warn!(error = %e.message, "kubesim: namespace finalization failed");
         }

@@ -248,6 +248,9 @@ pub fn openapi_v3_doc(types: &[Arc<ResourceType>], group: &str, version: &str) -
         let mut schema = t.schema(version).cloned().unwrap_or_else(
             || json!({"type": "object", "x-kubernetes-preserve-unknown-fields": true}),
         );
+        if !schema.is_object() {
+            schema = json!({"type": "object", "x-kubernetes-preserve-unknown-fields": true});
+        }
         schema["x-kubernetes-group-version-kind"] = json!([gvk]);
         schemas.insert(schema_name, schema);
     }

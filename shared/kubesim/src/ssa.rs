@@ -312,11 +312,12 @@ fn conflict_error(conflicts: &[(String, Vec<Vec<PathElem>>)]) -> ApiError {
         }
     }
     let message = if total == 1 {
-        let (m, p) = &conflicts[0];
-        format!(
-            "Apply failed with 1 conflict: conflict with {m}: {}",
-            path_string(&p[0])
-        )
+        let (m, p) = conflicts
+            .iter()
+            .find_map(|(m, ps)| ps.first().map(|p| (m, p)))
+            .map(|(m, p)| (m.as_str(), path_string(p)))
+            .unwrap_or_default();
+        format!("Apply failed with 1 conflict: conflict with {m}: {p}")
     } else {
         let mut lines = Vec::new();
         let mut sorted: Vec<_> = conflicts.iter().collect();

@@ -59,7 +59,7 @@ pub fn allocate_service(sim: &Sim, svc: &mut Value) {
         spec["sessionAffinity"] = json!("None");
     }
     if let Some(ports) = spec.get_mut("ports").and_then(Value::as_array_mut) {
-        for p in ports {
+        for p in ports.iter_mut().filter(|p| p.is_object()) {
             if p.get("protocol").is_none() {
                 p["protocol"] = json!("TCP");
             }

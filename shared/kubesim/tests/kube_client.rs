@@ -739,3 +739,110 @@ async fn state_in_a_data_dir_survives_a_restart() {
         "resourceVersions keep increasing across restarts"
     );
 }
+
+#[tokio::test]
+async fn malformed_objects_and_patches_never_take_the_server_down() {
+    let sim = start().await;
+    let client = sim.client().await;
+    let send = |method: &str, path: &str, ct: &str, body: &str| {
+        http::Request::builder()
+            .method(method)
+            .uri(path)
+            .header("content-type", ct)
+            .body(body.as_bytes().to_vec())
+            .expect("request")
+    };
+    let cases = [
+        (
+            "POST",
+            "/apis/apps/v1/namespaces/default/deployments",
+            "application/json",
+            r#"{"apiVersion":"apps/v1","kind":"Deployment","metadata":{"name":"odd"},"spec":"x"}"#,
+        ),
+        (
+            "PATCH",
+            "/apis/apps/v1/namespaces/default/deployments/odd/scale",
+            "application/merge-patch+json",
+            r#"{"spec":{"replicas":3}}"#,
+        ),
+        (
+            "PATCH",
+            "/apis/apps/v1/namespaces/default/deployments/odd",
+            "application/strategic-merge-patch+json",
+            r#"{"spec":{"template":{"spec":{"containers":[1,2]}}}}"#,
+        ),
+        (
+            "PATCH",
+            "/apis/apps/v1/namespaces/default/deployments/odd",
+            "application/json-patch+json",
+            r#"[{"op":"remove","path":"/nothing"}]"#,
+        ),
+        (
+            "PATCH",
+            "/apis/apps/v1/namespaces/default/deployments/odd",
+            "application/apply-patch+yaml",
+            "spec: [unclosed",
+        ),
+        (
+            "POST",
+            "/api/v1/namespaces/default/services",
+            "application/json",
+            r#"{"apiVersion":"v1","kind":"Service","metadata":{"name":"s"},"spec":{"ports":[1,"a",null]}}"#,
+        ),
+        (
+            "POST",
+            "/api/v1/namespaces/default/configmaps",
+            "application/json",
+            r#"{"apiVersion":"v1","kind":"ConfigMap","metadata":"x"}"#,
+        ),
+        (
+            "POST",
+            "/api/v1/namespaces/default/configmaps",
+            "application/json",
+            r#"{"apiVersion":"v1","kind":"ConfigMap","metadata":{"name":"l","labels":{"a":1}}}"#,
+        ),
+        (
+            "POST",
+            "/apis/apiextensions.k8s.io/v1/customresourcedefinitions",
+            "application/json",
+            r#"{"apiVersion":"apiextensions.k8s.io/v1","kind":"CustomResourceDefinition","metadata":{"name":"xs.x.io"},"spec":{"group":"x.io","scope":"Namespaced","names":{"kind":"X","plural":"xs"},"versions":[{"name":"v1","served":true,"storage":true,"schema":{"openAPIV3Schema":"nonsense"}}]}}"#,
+        ),
+        ("GET", "/openapi/v3/apis/x.io/v1", "application/json", ""),
+        (
+            "DELETE",
+            "/api/v1/namespaces/default/configmaps/none",
+            "application/json",
+            "{\"propagationPolicy\":7}",
+        ),
+        (
+            "POST",
+            "/api/v1/namespaces/default/configmaps",
+            "application/vnd.kubernetes.protobuf",
+            "k8s\0\u{ff}\u{ff}",
+        ),
+        (
+            "GET",
+            "/api/v1/namespaces/default/configmaps?labelSelector=a+in+(&limit=x",
+            "application/json",
+            "",
+        ),
+        (
+            "GET",
+            "/api/v1/namespaces/default/configmaps?continue=%%%",
+            "application/json",
+            "",
+        ),
+    ];
+    for (method, path, ct, body) in cases {
+        // Each answer is a success or a Status error; a panic would drop the connection.
+        match client.request_text(send(method, path, ct, body)).await {
+            Ok(_) | Err(kube::Error::Api(_)) => {}
+            Err(other) => panic!("{method} {path}: no Status answer: {other:?}"),
+        }
+    }
+    let api: Api<Namespace> = Api::all(client);
+    assert!(
+        api.get("default").await.is_ok(),
+        "the server still serves after malformed input"
+    );
+}
