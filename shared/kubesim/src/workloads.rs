@@ -19,7 +19,9 @@ use crate::store::{Event, EventType, Key, State};
 /// The annotation that makes a simulated workload fail.
 pub const FAIL_ANNOTATION: &str = "kubesim.flotilla.io/fail";
 
-const WORKLOADS: [(&str, &str); 5] = [
+const WORKLOADS: [(&str, &str); 7] = [
+    ("", "pods"),
+    ("", "persistentvolumeclaims"),
     ("apps", "deployments"),
     ("apps", "statefulsets"),
     ("apps", "daemonsets"),
@@ -231,6 +233,50 @@ fn status_for(resource: &str, obj: &Value, ready: bool) -> Value {
             }
             s
         }
+        "pods" => {
+            let t = now();
+            let start = obj
+                .pointer("/status/startTime")
+                .cloned()
+                .unwrap_or(json!(t));
+            let cond = |ty: &str, ok: bool| {
+                let mut c = json!({"type": ty, "status": if ok { "True" } else { "False" }, "lastProbeTime": null, "lastTransitionTime": t});
+                if !ok {
+                    c["reason"] = json!("ContainersNotReady");
+                }
+                c
+            };
+            if !ready {
+                return json!({"phase": "Pending", "conditions": [cond("PodScheduled", true)], "qosClass": "BestEffort"});
+            }
+            let statuses: Vec<Value> = obj
+                .pointer("/spec/containers")
+                .and_then(Value::as_array)
+                .map(|cs| {
+                    cs.iter()
+                        .map(|c| {
+                            let state = if up {
+                                json!({"running": {"startedAt": start}})
+                            } else {
+                                json!({"waiting": {"reason": "CrashLoopBackOff", "message": "back-off restarting failed container"}})
+                            };
+                            json!({"name": c.get("name"), "image": c.get("image"), "imageID": "", "ready": up, "started": up,
+                                "restartCount": if up { 0 } else { 5 }, "state": state})
+                        })
+                        .collect()
+                })
+                .unwrap_or_default();
+            json!({"phase": "Running", "hostIP": "127.0.0.1", "hostIPs": [{"ip": "127.0.0.1"}], "startTime": start, "qosClass": "BestEffort",
+                "conditions": [cond("PodReadyToStartContainers", true), cond("Initialized", true), cond("Ready", up), cond("ContainersReady", up), cond("PodScheduled", true)],
+                "containerStatuses": statuses})
+        }
+        "persistentvolumeclaims" => {
+            if !ready || fail {
+                return json!({"phase": "Pending"});
+            }
+            json!({"phase": "Bound", "accessModes": obj.pointer("/spec/accessModes").cloned().unwrap_or(json!(["ReadWriteOnce"])),
+                "capacity": obj.pointer("/spec/resources/requests").cloned().unwrap_or(json!({}))})
+        }
         "jobs" => {
             let start = obj
                 .pointer("/status/startTime")
@@ -299,6 +345,10 @@ fn write_status(sim: &Sim, st: &mut State, key: &Key, ready: bool) {
     };
     let mut new = (*obj).clone();
     new["status"] = status;
+    // The scheduler binds pods to the one node.
+    if key.resource == "pods" && new.pointer("/spec/nodeName").is_none() {
+        crate::api::set_in(&mut new, &["spec", "nodeName"], json!("kubesim"));
+    }
     let version = rt.storage_version().to_string();
     ssa::track_update(
         &Scope {
@@ -308,7 +358,11 @@ fn write_status(sim: &Sim, st: &mut State, key: &Key, ready: bool) {
         },
         Some(&obj),
         &mut new,
-        "kube-controller-manager",
+        if key.resource == "pods" {
+            "kubelet"
+        } else {
+            "kube-controller-manager"
+        },
     );
     if let Err(e) = st.put(key.clone(), new) {
         tracing::warn!(error = %e.message, "kubesim: workload status write failed");
@@ -329,6 +383,8 @@ pub fn on_event(sim: &Arc<Sim>, st: &mut State, ev: &Event) {
     let g = generation(obj);
     let started = if ev.key.resource == "jobs" {
         obj.pointer("/status/startTime").is_some()
+    } else if ev.key.group.is_empty() {
+        obj.pointer("/status/phase").is_some_and(|p| p != "Pending")
     } else {
         observed == Some(g)
     };

@@ -332,6 +332,33 @@ async fn wait_for_available_succeeds_and_a_failing_deployment_reports_its_deadli
         "--timeout=60s",
     ])
     .await;
+    let pod = "apiVersion: v1\nkind: Pod\nmetadata: {name: p, namespace: demo}\nspec: {containers: [{name: c, image: busybox}]}\n---\napiVersion: v1\nkind: PersistentVolumeClaim\nmetadata: {name: data, namespace: demo}\nspec: {accessModes: [ReadWriteOnce], resources: {requests: {storage: 1Gi}}}\n";
+    sim.ok_in(&["apply", "-f", "-"], pod).await;
+    sim.ok(&[
+        "wait",
+        "--for=condition=Ready",
+        "pod/p",
+        "-n",
+        "demo",
+        "--timeout=60s",
+    ])
+    .await;
+    sim.ok(&[
+        "wait",
+        "--for=jsonpath={.status.phase}=Bound",
+        "pvc/data",
+        "-n",
+        "demo",
+        "--timeout=60s",
+    ])
+    .await;
+    let pods = sim.ok(&["get", "pods", "-n", "demo"]).await;
+    assert!(
+        pods.lines().nth(1).is_some_and(
+            |l| l.split_whitespace().take(3).collect::<Vec<_>>() == ["p", "1/1", "Running"]
+        ),
+        "{pods}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]
