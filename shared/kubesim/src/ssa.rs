@@ -13,8 +13,6 @@
 //!   as recorded; kubesim serves CRD versions without conversion).
 //! - Merging of lists of unknown schema (they are atomic, as in SMD's deduced type) and
 //!   `x-kubernetes-map-type: granular` inside atomic parents.
-//! - Element order of merged associative lists follows the live object (new items appended),
-//!   whereas SMD follows the applied order.
 
 use serde_json::{Map, Value, json};
 
@@ -267,29 +265,83 @@ fn merge(live: &mut Value, applied: &Value, cur: &Cursor<'_>, resource: &str) {
         (Value::Array(l), Value::Array(a)) => match cur.list_type() {
             ListType::Map(keys) => {
                 let ic = cur.item();
-                for ai in a {
-                    let key = item_key(ai, &keys);
-                    let found = key.as_ref().and_then(|k| {
-                        l.iter_mut()
-                            .find(|li| item_key(li, &keys).as_ref() == Some(k))
-                    });
-                    match found {
-                        Some(li) => merge(li, ai, &ic, resource),
-                        None => l.push(ai.clone()),
+                let key = |v: &Value| item_key(v, &keys).map(|k| format!("{k:?}"));
+                *l = merge_ordered(l, a, &key, &mut |lv, av| match lv {
+                    Some(mut lv) => {
+                        merge(&mut lv, av, &ic, resource);
+                        lv
                     }
-                }
+                    None => av.clone(),
+                });
             }
             ListType::Set => {
-                for ai in a {
-                    if !l.contains(ai) {
-                        l.push(ai.clone());
-                    }
-                }
+                let key = |v: &Value| Some(v.to_string());
+                *l = merge_ordered(l, a, &key, &mut |lv, av| lv.unwrap_or_else(|| av.clone()));
             }
             ListType::Atomic => *l = a.clone(),
         },
         (live, applied) => *live = applied.clone(),
     }
+}
+
+/// Merges the items of an associative list in structured-merge-diff's order: items of both
+/// lists follow the applied order, items only in the live list keep their place relative to
+/// them, and new applied items appear where the applied list has them.
+fn merge_ordered(
+    live: &[Value],
+    applied: &[Value],
+    key: &dyn Fn(&Value) -> Option<String>,
+    combine: &mut dyn FnMut(Option<Value>, &Value) -> Value,
+) -> Vec<Value> {
+    // Items without a key cannot be matched: they are kept (live) or appended (applied).
+    let lhs: Vec<(String, &Value)> = live.iter().filter_map(|v| key(v).map(|k| (k, v))).collect();
+    let rhs: Vec<(String, &Value)> = applied
+        .iter()
+        .filter_map(|v| key(v).map(|k| (k, v)))
+        .collect();
+    let in_rhs = |k: &str| rhs.iter().any(|(x, _)| x == k);
+    let lhs_item = |k: &str| lhs.iter().find(|(x, _)| x == k).map(|(_, v)| (*v).clone());
+    let mut shared = rhs
+        .iter()
+        .filter(|(k, _)| lhs.iter().any(|(x, _)| x == k))
+        .map(|(k, _)| k.clone());
+    let mut next_shared = shared.next();
+    let mut out = Vec::with_capacity(lhs.len().max(rhs.len()));
+    let (mut li, mut ri) = (0, 0);
+    while li < lhs.len() || ri < rhs.len() {
+        if li < lhs.len() && ri < rhs.len() {
+            if lhs[li].0 == rhs[ri].0 {
+                out.push(combine(Some(lhs[li].1.clone()), rhs[ri].1));
+                li += 1;
+                ri += 1;
+                next_shared = shared.next();
+                continue;
+            }
+            if in_rhs(&lhs[li].0) && next_shared.as_deref().is_some_and(|n| n != lhs[li].0) {
+                li += 1;
+                continue;
+            }
+        }
+        if li < lhs.len() && !in_rhs(&lhs[li].0) {
+            out.push(lhs[li].1.clone());
+            li += 1;
+            continue;
+        }
+        if ri < rhs.len() {
+            let (k, av) = &rhs[ri];
+            out.push(combine(lhs_item(k), av));
+            ri += 1;
+            if next_shared.as_deref() == Some(k.as_str()) {
+                next_shared = shared.next();
+            }
+        } else {
+            // Only already-merged shared items remain on the live side.
+            li += 1;
+        }
+    }
+    out.extend(live.iter().filter(|v| key(v).is_none()).cloned());
+    out.extend(applied.iter().filter(|v| key(v).is_none()).cloned());
+    out
 }
 
 fn manager_label(e: &Entry) -> String {
@@ -555,6 +607,28 @@ mod tests {
         assert!(a.pointer("/metadata/labels/x").is_some());
         let a2 = apply(&scope, Some(&a), &cfg(1, None), "a", false).expect("a again");
         assert!(a2.pointer("/metadata/labels").is_none());
+    }
+
+    #[test]
+    fn merged_lists_follow_the_applied_order_and_keep_live_only_items_in_place() {
+        let v = |s: &[&str]| s.iter().map(|x| json!({"name": x})).collect::<Vec<_>>();
+        let key = |x: &Value| x.get("name").map(Value::to_string);
+        let names = |l: Vec<Value>| {
+            l.iter()
+                .filter_map(|x| x["name"].as_str().map(str::to_string))
+                .collect::<Vec<_>>()
+        };
+        let out = merge_ordered(
+            &v(&["a", "x", "b"]),
+            &v(&["b", "c", "a"]),
+            &key,
+            &mut |l, a| l.unwrap_or_else(|| a.clone()),
+        );
+        assert_eq!(names(out), ["x", "b", "c", "a"]);
+        let out = merge_ordered(&v(&["a", "b"]), &v(&["b", "a"]), &key, &mut |l, a| {
+            l.unwrap_or_else(|| a.clone())
+        });
+        assert_eq!(names(out), ["b", "a"]);
     }
 
     #[test]

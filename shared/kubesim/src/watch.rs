@@ -173,7 +173,9 @@ pub fn start(sim: Arc<Sim>, t: Target, p: &Params) -> ApiResult<mpsc::Receiver<B
     };
     tokio::spawn(async move {
         let deadline = tokio::time::Instant::now() + timeout;
-        let mut last_rv = start_rv;
+        // Nothing at or before the requested version is sent again (a version ahead of the
+        // store's is waited for, as kube-apiserver's watch cache does).
+        let mut last_rv = since.unwrap_or(start_rv);
         for b in first {
             if tx.send(b).await.is_err() {
                 return;
