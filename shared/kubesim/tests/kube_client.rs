@@ -846,3 +846,106 @@ async fn malformed_objects_and_patches_never_take_the_server_down() {
         "the server still serves after malformed input"
     );
 }
+
+#[tokio::test]
+async fn aggregated_discovery_matches_legacy_discovery() {
+    let sim = start().await;
+    let client = sim.client().await;
+    let legacy = Discovery::new(client.clone())
+        .run()
+        .await
+        .expect("legacy discovery");
+    let aggregated = Discovery::new(client)
+        .run_aggregated()
+        .await
+        .expect("aggregated discovery");
+    let names = |d: &Discovery| {
+        let mut v: Vec<String> = d
+            .groups()
+            .flat_map(|g| {
+                g.recommended_resources()
+                    .into_iter()
+                    .map(|(ar, _)| format!("{}/{}", ar.api_version, ar.plural))
+            })
+            .collect();
+        v.sort();
+        v
+    };
+    assert_eq!(names(&legacy), names(&aggregated));
+    assert!(names(&aggregated).contains(&"apps/v1/deployments".to_string()));
+}
+
+#[tokio::test]
+async fn deletecollection_orphaning_and_watch_timeouts_behave_as_kubernetes() {
+    let sim = start().await;
+    let api: Api<ConfigMap> = Api::namespaced(sim.client().await, "default");
+    for i in 0..3 {
+        api.create(
+            &PostParams::default(),
+            &cm(&format!("batch-{i}"), json!({"batch": "yes"})),
+        )
+        .await
+        .expect("create");
+    }
+    api.delete_collection(
+        &DeleteParams::default(),
+        &ListParams::default().labels("batch=yes"),
+    )
+    .await
+    .expect("deletecollection");
+    assert!(
+        api.list(&ListParams::default().labels("batch=yes"))
+            .await
+            .expect("list")
+            .items
+            .is_empty()
+    );
+
+    let owner = api
+        .create(&PostParams::default(), &cm("owner", json!({})))
+        .await
+        .expect("owner");
+    let mut child = cm("orphan", json!({}));
+    child.metadata.owner_references = Some(vec![
+        k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference {
+            api_version: "v1".into(),
+            kind: "ConfigMap".into(),
+            name: "owner".into(),
+            uid: owner.metadata.uid.clone().expect("uid"),
+            ..Default::default()
+        },
+    ]);
+    api.create(&PostParams::default(), &child)
+        .await
+        .expect("child");
+    api.delete("owner", &DeleteParams::orphan())
+        .await
+        .expect("orphan delete");
+    let mut events = api
+        .watch(
+            &WatchParams::default()
+                .fields("metadata.name=owner")
+                .timeout(1),
+            "0",
+        )
+        .await
+        .expect("watch")
+        .boxed();
+    // The stream ends by itself after timeoutSeconds; the owner is gone by then or deleted in it.
+    while events.try_next().await.expect("event").is_some() {}
+    assert!(
+        api.get_opt("owner").await.expect("get").is_none(),
+        "the owner is deleted"
+    );
+    let kept = api
+        .get("orphan")
+        .await
+        .expect("the dependent is orphaned, not deleted");
+    assert!(
+        kept.metadata
+            .owner_references
+            .unwrap_or_default()
+            .is_empty(),
+        "its owner reference is removed"
+    );
+}

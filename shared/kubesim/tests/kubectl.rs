@@ -318,6 +318,13 @@ async fn wait_for_available_succeeds_and_a_failing_deployment_reports_its_deadli
         "--timeout=60s",
     ])
     .await;
+    let table = sim.ok(&["get", "deployments", "-n", "demo"]).await;
+    let rows: Vec<Vec<&str>> = table
+        .lines()
+        .map(|l| l.split_whitespace().collect())
+        .collect();
+    assert_eq!(rows[0], ["NAME", "READY", "UP-TO-DATE", "AVAILABLE", "AGE"]);
+    assert_eq!(rows[1][..4], ["web", "2/2", "2", "2"]);
     let failing = APP.replace("labels: {app: web}\nspec:\n  replicas", "labels: {app: web}\n  annotations: {kubesim.flotilla.io/fail: \"true\"}\nspec:\n  replicas").replace("name: web\n  namespace", "name: broken\n  namespace");
     sim.ok_in(&["apply", "-f", "-"], &failing).await;
     sim.ok(&["wait", "--for=jsonpath={.status.conditions[?(@.type==\"Progressing\")].reason}=ProgressDeadlineExceeded", "deployment/broken", "-n", "demo", "--timeout=60s"]).await;
