@@ -338,6 +338,72 @@ async fn live_changes_arrive_as_server_sent_events() {
     fleet.stop().await;
 }
 
+#[actix_web::test]
+async fn a_rotated_certificate_takes_over_without_dropping_the_agent() {
+    use fleet::registry::{CertificateRecord, Registration, Registry};
+
+    let mut pki = Pki::new("rotation");
+    let old = pki.add_cluster("staging").await;
+    let fleet = pki.start_fleet().await;
+    let (agent_port, api_port) = (fleet.agent_addr.port(), fleet.api_addr.port());
+    let mut agent = SimAgent::start(pki.link_config(&fleet.agent_url(), &old), vec![]);
+    agent.wait(|s| s.connected).await;
+
+    let new = pki
+        .ca
+        .issue_client(
+            &proto::pki::Identity::Cluster("staging".into()),
+            std::time::Duration::from_secs(3600),
+        )
+        .expect("new cert");
+    pki.secrets.push(new.key_pem.expose().to_string());
+    let now = chrono::Utc::now();
+    let rotation = Registration {
+        name: "staging".into(),
+        labels: Default::default(),
+        certificates: vec![CertificateRecord {
+            fingerprint: new.fingerprint.clone(),
+            issued_at: now,
+            not_after: new.not_after,
+        }],
+        registered_at: now,
+    };
+    pki.registry.register(rotation, true).await.expect("rotate");
+    fleet.reload_registry().await.expect("reload");
+    let renewed = pki.link_config(&fleet.agent_url(), &new).tls;
+    agent
+        .link
+        .do_send(agent::fleet_link::RenewCredentials(renewed));
+
+    // The open connection stays: a status change still flows over the first session.
+    agent
+        .link
+        .do_send(agent::fleet_link::StatusChanged(kustomization(
+            "apps",
+            "main@sha1:r",
+            Readiness::True,
+        )));
+    wait_state(&fleet.state, "status over the original session", |s| {
+        s.objects("staging", None).is_some_and(|o| o.len() == 1)
+    })
+    .await;
+    assert_eq!(agent.status.borrow().sessions, 1);
+    assert!(agent.status.borrow().connected);
+
+    // The next connection presents the new certificate.
+    fleet.stop().await;
+    agent.wait(|s| !s.connected).await;
+    let fleet = server::start_on(&pki, agent_port, api_port).await;
+    agent.wait(|s| s.connected && s.sessions == 2).await;
+    let opened = format!("fingerprint={}", new.fingerprint);
+    assert!(
+        support::logs().contains(&opened),
+        "the agent did not reconnect with the new certificate"
+    );
+    fleet.stop().await;
+    support::assert_no_secret_logged(&pki.secrets);
+}
+
 mod server {
     use super::support::Pki;
     use fleet::server::RunningFleet;

@@ -139,6 +139,18 @@ pub struct ObjectRemoved(pub ObjectRef);
 #[rtype(result = "Result<String, String>")]
 pub struct ExecuteCommand(pub Command);
 
+/// A rotated certificate: used from the next connection on, while the open one stays up
+/// (the fleet accepts both certificates until the old one expires or is revoked).
+#[derive(Clone, Message)]
+#[rtype(result = "()")]
+pub struct RenewCredentials(pub Arc<rustls::ClientConfig>);
+
+impl std::fmt::Debug for RenewCredentials {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("RenewCredentials(<client config>)")
+    }
+}
+
 /// What the link is doing, published on a watch channel.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct LinkStatus {
@@ -492,5 +504,14 @@ impl Handler<ObjectRemoved> for FleetLink {
         if self.objects.remove(&object).is_some() {
             self.send_delta(ctx, vec![], vec![object]);
         }
+    }
+}
+
+impl Handler<RenewCredentials> for FleetLink {
+    type Result = ();
+
+    fn handle(&mut self, RenewCredentials(tls): RenewCredentials, _: &mut Self::Context) {
+        tracing::info!(cluster = %self.config.cluster, "fleet client certificate renewed; used from the next connection");
+        self.config.tls = tls;
     }
 }

@@ -16,5 +16,5 @@ pub mod link;
 pub use backoff::Backoff;
 pub use link::{
     ExecuteCommand, FleetLink, FleetLinkConfig, FleetLinkError, LinkStatus, ObjectRemoved,
-    StatusChanged,
+    RenewCredentials, StatusChanged,
 };
