@@ -20,6 +20,21 @@ pub struct SimArgs {
     /// Milliseconds before simulated workloads report ready.
     #[arg(long, default_value_t = 1000)]
     pub ready_delay: u64,
+    /// Fault injection: fraction (0-1) of API requests answered 500.
+    #[arg(long, default_value_t = 0.0)]
+    pub fail_rate: f64,
+    /// Fault injection: fraction of API requests answered 429 with Retry-After.
+    #[arg(long, default_value_t = 0.0)]
+    pub throttle_rate: f64,
+    /// Fault injection: fraction of API requests whose connection is reset.
+    #[arg(long, default_value_t = 0.0)]
+    pub reset_rate: f64,
+    /// Fault injection: milliseconds of latency added to every request.
+    #[arg(long, default_value_t = 0)]
+    pub latency_ms: u64,
+    /// Fault injection: end every watch after this many milliseconds.
+    #[arg(long)]
+    pub watch_expiry_ms: Option<u64>,
 }
 
 pub fn run(args: SimArgs) -> anyhow::Result<()> {
@@ -31,6 +46,14 @@ pub fn run(args: SimArgs) -> anyhow::Result<()> {
         addr,
         data_dir: args.data_dir.clone(),
         ready_delay: Duration::from_millis(args.ready_delay),
+        faults: kubesim::Faults {
+            error_rate: rate("--fail-rate", args.fail_rate)?,
+            throttle_rate: rate("--throttle-rate", args.throttle_rate)?,
+            retry_after_secs: 1,
+            reset_rate: rate("--reset-rate", args.reset_rate)?,
+            latency: Duration::from_millis(args.latency_ms),
+            watch_expiry: args.watch_expiry_ms.map(Duration::from_millis),
+        },
         ..kubesim::Config::default()
     };
     let rt = tokio::runtime::Runtime::new().context("starting the tokio runtime")?;
@@ -44,6 +67,14 @@ pub fn run(args: SimArgs) -> anyhow::Result<()> {
         server.shutdown().await;
         Ok(())
     })
+}
+
+fn rate(flag: &str, v: f64) -> anyhow::Result<f64> {
+    if (0.0..=1.0).contains(&v) {
+        Ok(v)
+    } else {
+        anyhow::bail!("{flag} must be a fraction between 0 and 1, got {v}")
+    }
 }
 
 /// The kubeconfig carries the token: readable by the owner only.

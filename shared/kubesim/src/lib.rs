@@ -19,13 +19,16 @@
 //!   kubectl builds strategic merge patches from its compiled-in types and `kubectl explain`
 //!   shows no fields for built-in kinds. `/openapi/v2` is 404.
 //! - Validation: names, labels, immutable fields of the common kinds, CRD structural schemas
-//!   (type, required, enum; not pattern, format or CEL). Built-in specs are not validated.
+//!   (type, required, enum; not pattern, format or CEL), with unknown CRD fields pruned or
+//!   rejected under `fieldValidation=Strict`. Built-in kinds have no schema here: their specs
+//!   are not validated and unknown fields in them are kept rather than dropped.
 //! - Defaulting covers the common workload, pod template, Service and Secret fields.
 //! - No admission, authorization, pods, kubelet, logs, exec or port-forward; workloads are
 //!   simulated (see [`workloads`]); one Node exists.
 //! - A `continue` token resumes after its last key in the current state, not in a snapshot
 //!   at the token's resourceVersion.
-//! - Versions of a multi-version CRD are served without conversion (as with strategy None).
+//! - Versions of a multi-version CRD are served without conversion (as with strategy None;
+//!   conversion webhooks are not called).
 //! - Server-side apply: see [`ssa`] for the cases not covered.
 //!
 //! ```no_run
