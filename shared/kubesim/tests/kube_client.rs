@@ -252,6 +252,29 @@ async fn dynamic_api_serves_custom_objects_with_a_status_subresource() {
         Some(1),
         "status writes keep the generation"
     );
+    let applied_status = json!({"apiVersion": "example.com/v1", "kind": "Widget", "metadata": {"name": "w"},
+        "status": {"conditions": [{"type": "Ready", "status": "False"}]}});
+    let st = widgets
+        .patch_status(
+            "w",
+            &PatchParams::apply("widget-controller").force(),
+            &Patch::Apply(&applied_status),
+        )
+        .await
+        .expect("status apply");
+    assert_eq!(st.data["status"]["conditions"][0]["status"], "False");
+    assert_eq!(
+        st.data["spec"]["size"], 1,
+        "spec is untouched by a status apply"
+    );
+    let status_owner = st
+        .metadata
+        .managed_fields
+        .unwrap_or_default()
+        .into_iter()
+        .find(|m| m.manager.as_deref() == Some("widget-controller"))
+        .expect("status manager");
+    assert_eq!(status_owner.subresource.as_deref(), Some("status"));
     let err = api_error(
         widgets
             .patch(
