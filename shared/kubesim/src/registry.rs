@@ -28,6 +28,8 @@ pub struct ResourceType {
     pub group: String,
     /// Served versions, the preferred one first.
     pub versions: Vec<String>,
+    /// The version objects are stored at, when it is not the preferred one (CRDs).
+    pub storage: Option<String>,
     /// Plural resource name used in paths.
     pub resource: String,
     /// Singular name.
@@ -80,7 +82,10 @@ impl ResourceType {
 
     /// The version objects are stored at.
     pub fn storage_version(&self) -> &str {
-        self.versions.first().map(String::as_str).unwrap_or("v1")
+        self.storage
+            .as_deref()
+            .or(self.versions.first().map(String::as_str))
+            .unwrap_or("v1")
     }
 
     /// The CRD schema of a version, if any.
@@ -311,6 +316,7 @@ fn builtin_type(x: &Builtin) -> ResourceType {
     ResourceType {
         group: x.group.into(),
         versions: vec![x.version.into()],
+        storage: None,
         resource: x.resource.into(),
         singular: x.kind.to_lowercase(),
         kind: x.kind.into(),
@@ -400,10 +406,10 @@ pub fn from_crd(crd: &Value) -> Option<ResourceType> {
     }
     // kube-apiserver sorts versions by Kubernetes version priority (v2 > v1 > v1beta1 ...).
     versions.sort_by_key(|v| std::cmp::Reverse(version_priority(v)));
-    let _ = storage;
     Some(ResourceType {
         group: s(spec, "group")?,
         versions,
+        storage,
         singular: s(names, "singular").unwrap_or_else(|| kind.to_lowercase()),
         resource: plural,
         kind,

@@ -3,7 +3,8 @@
 use serde_json::{Value, json};
 
 /// A failed request, rendered as a `metav1.Status` body.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("{reason} ({code}): {message}")]
 pub struct ApiError {
     /// HTTP status code.
     pub code: u16,

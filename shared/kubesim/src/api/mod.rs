@@ -8,7 +8,6 @@ use std::sync::Arc;
 use base64::Engine as _;
 use serde_json::{Map, Value, json};
 
-use crate::fields::FieldSet;
 use crate::meta::{label_named, name_errors, now};
 use crate::patch;
 use crate::registry::ResourceType;
@@ -407,12 +406,4 @@ pub(super) fn prepare_update(t: &Target, old: &Value, new: &mut Value) {
             new["spec"] = s.clone();
         }
     }
-}
-
-/// The managed fields of an object as a set (used by tests and the bench).
-pub fn owned_by(obj: &Value, manager: &str) -> FieldSet {
-    ssa::read_entries(obj)
-        .into_iter()
-        .filter(|e| e.manager == manager)
-        .fold(FieldSet::default(), |a, e| a.union(&e.set))
 }
