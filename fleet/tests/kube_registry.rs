@@ -134,6 +134,36 @@ async fn a_fleet_backed_by_the_management_cluster_admits_and_revokes_agents() {
     })
     .await;
 
+    // What the fleet observed lands in the Cluster object's status.
+    assert_eq!(fleet.report_status().await.expect("report"), 1);
+    assert_eq!(
+        fleet.report_status().await.expect("report again"),
+        0,
+        "unchanged status is not rewritten"
+    );
+    let config = kube::Config::from_custom_kubeconfig(
+        kube::config::Kubeconfig::from_yaml(&server.kubeconfig()).expect("kubeconfig"),
+        &kube::config::KubeConfigOptions::default(),
+    )
+    .await
+    .expect("config");
+    let clusters: kube::Api<api::fleet::Cluster> = kube::Api::namespaced(
+        kube::Client::try_from(config).expect("client"),
+        "flotilla-system",
+    );
+    let object = clusters.get("staging").await.expect("Cluster object");
+    let status = object.status.expect("status written");
+    assert!(status.connected);
+    assert_eq!(
+        status.agent_version.as_deref(),
+        Some(env!("CARGO_PKG_VERSION"))
+    );
+    let summary = status.summary.expect("summary");
+    assert_eq!(
+        (summary.kustomizations.total, summary.kustomizations.ready),
+        (1, 1)
+    );
+
     reg.remove("staging").await.expect("remove");
     fleet.reload_registry().await.expect("reload");
     let status = agent.wait(|s| !s.connected).await;

@@ -15,7 +15,8 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use proto::pki::Fingerprint;
 
 use super::{
-    CertificateRecord, Registration, Registry, RegistryContents, RegistryError, Result, Revocation,
+    CertificateRecord, ClusterReport, Registration, Registry, RegistryContents, RegistryError,
+    Result, Revocation,
 };
 
 /// The namespace the fleet keeps its objects in, unless told otherwise.
@@ -277,6 +278,36 @@ impl KubeRegistry {
     }
 }
 
+impl KubeRegistry {
+    async fn write_reports(&self, reports: Vec<ClusterReport>) -> Result<()> {
+        for report in reports {
+            let status = serde_json::json!({
+                "status": {
+                    "connected": report.connected,
+                    "lastSeen": report.last_seen.and_then(to_time),
+                    "agentVersion": report.agent_version,
+                    "summary": report.summary,
+                }
+            });
+            match self
+                .api
+                .patch_status(
+                    &report.name,
+                    &PatchParams::default(),
+                    &Patch::Merge(&status),
+                )
+                .await
+            {
+                Ok(_) => {}
+                // Removed meanwhile: nothing to report on.
+                Err(::kube::Error::Api(e)) if e.code == 404 => {}
+                Err(e) => return Err(kube_error(e)),
+            }
+        }
+        Ok(())
+    }
+}
+
 impl Registry for KubeRegistry {
     fn load(&self) -> BoxFuture<'_, Result<RegistryContents>> {
         Box::pin(self.load_contents())
@@ -293,6 +324,10 @@ impl Registry for KubeRegistry {
     fn remove(&self, name: &str) -> BoxFuture<'_, Result<Registration>> {
         let name = name.to_string();
         Box::pin(async move { self.remove_cluster(&name).await })
+    }
+
+    fn report(&self, reports: Vec<ClusterReport>) -> BoxFuture<'_, Result<()>> {
+        Box::pin(self.write_reports(reports))
     }
 }
 

@@ -144,4 +144,27 @@ pub trait Registry: Send + Sync + std::fmt::Debug {
 
     /// Removes a cluster and revokes all its certificates; returns what was removed.
     fn remove(&self, name: &str) -> BoxFuture<'_, Result<Registration>>;
+
+    /// Records what the fleet observed about clusters (connection, agent, object counts)
+    /// where other readers of the registry see it. Storing nothing is allowed: the file
+    /// registry has no readers but this fleet.
+    fn report(&self, reports: Vec<ClusterReport>) -> BoxFuture<'_, Result<()>> {
+        drop(reports);
+        Box::pin(async { Ok(()) })
+    }
+}
+
+/// What the fleet observed about one cluster, for the `Cluster` object's status.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ClusterReport {
+    /// The cluster.
+    pub name: String,
+    /// Whether its agent is connected.
+    pub connected: bool,
+    /// The last frame from its agent.
+    pub last_seen: Option<DateTime<Utc>>,
+    /// The agent's release.
+    pub agent_version: Option<String>,
+    /// Counts of the objects its agent reports, by family.
+    pub summary: api::fleet::ClusterSummary,
 }

@@ -8,6 +8,7 @@
 pub mod api;
 pub mod fleet_actor;
 pub mod metrics;
+pub mod report;
 pub mod session;
 pub mod state;
 pub mod trust;
@@ -137,6 +138,8 @@ pub struct RunningFleet {
     /// The read side, for in-process callers.
     pub state: FleetState,
     fleet: Addr<FleetActor>,
+    registry: Arc<dyn Registry>,
+    reporter: Arc<tokio::sync::Mutex<report::StatusReporter>>,
     handles: Vec<ServerHandle>,
     tasks: Vec<tokio::task::JoinHandle<()>>,
 }
@@ -168,6 +171,17 @@ impl RunningFleet {
             .await
             .map_err(|_| ServeError::ActorGone)??;
         Ok(())
+    }
+
+    /// Writes the clusters' observed status to the registry now (the server also does it
+    /// every `registry_poll`); returns how many clusters changed.
+    pub async fn report_status(&self) -> Result<usize, ServeError> {
+        Ok(self
+            .reporter
+            .lock()
+            .await
+            .report(&self.state, &self.registry)
+            .await?)
     }
 
     /// Waits until both listeners stop (for `flotilla serve`, on a signal).
@@ -211,7 +225,14 @@ pub async fn start(
     let state = FleetState::new();
     let metrics = FleetMetrics::new()?;
     let trust = TrustStore::default();
-    let fleet = FleetActor::new(state.clone(), metrics.clone(), trust.clone(), registry).start();
+    let fleet = FleetActor::new(
+        state.clone(),
+        metrics.clone(),
+        trust.clone(),
+        registry.clone(),
+    )
+    .start();
+    let reporter = Arc::new(tokio::sync::Mutex::new(report::StatusReporter::default()));
     fleet
         .send(fleet_actor::ReloadRegistry)
         .await
@@ -294,6 +315,8 @@ pub async fn start(
     ];
     let poller = fleet.clone();
     let poll = config.registry_poll;
+    let (poll_state, poll_registry, poll_reporter) =
+        (state.clone(), registry.clone(), reporter.clone());
     tasks.push(actix_web::rt::spawn(async move {
         let mut ticks = tokio::time::interval(poll);
         ticks.tick().await;
@@ -306,6 +329,10 @@ pub async fn start(
                 }
                 Err(_) => return,
             }
+            let mut reporter = poll_reporter.lock().await;
+            if let Err(e) = reporter.report(&poll_state, &poll_registry).await {
+                tracing::warn!(error = %e, "writing cluster status to the registry failed; retrying next time");
+            }
         }
     }));
     tracing::info!(%agent_addr, %api_addr, "fleet server listening");
@@ -314,6 +341,8 @@ pub async fn start(
         api_addr,
         state,
         fleet,
+        registry,
+        reporter,
         handles,
         tasks,
     })
