@@ -142,6 +142,13 @@ fn trackable(obj: &Value, scope: &Scope<'_>) -> Value {
         m.shift_remove("kind");
         if scope.subresource == "status" {
             m.retain(|k, _| k == "status");
+        } else if scope.subresource == "scale" {
+            let replicas = m.get("spec").and_then(|s| s.get("replicas")).cloned();
+            m.clear();
+            if let Some(r) = replicas {
+                m.insert("spec".into(), json!({"replicas": r}));
+            }
+            return v;
         } else if scope.rt.status {
             m.shift_remove("status");
         }

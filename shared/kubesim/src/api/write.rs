@@ -423,7 +423,14 @@ pub fn update(st: &mut State, t: &Target, p: &Params, body: &[u8]) -> ApiResult<
             sub: None,
             ..t.clone()
         };
-        let out = commit(st, &t2, &old, n, Some(&manager), dry)?;
+        // The scale subresource owns spec.replicas under its own managedFields entry.
+        let scope = Scope {
+            rt: &t.rt,
+            version: &t.version,
+            subresource: "scale",
+        };
+        ssa::track_update(&scope, Some(&old), &mut n, &manager);
+        let out = commit(st, &t2, &old, n, None, dry)?;
         return Ok(Reply::Json(200, scale_of(&out, t)));
     }
     if t.sub() == "finalize" && t.rt.resource == "namespaces" {
@@ -546,7 +553,14 @@ pub fn patch(sim: &Sim, st: &mut State, t: &Target, p: &Params, body: &[u8]) -> 
             sub: None,
             ..t.clone()
         };
-        let out = commit(st, &t2, &old, n, Some(&manager), dry)?;
+        // The scale subresource owns spec.replicas under its own managedFields entry.
+        let scope = Scope {
+            rt: &t.rt,
+            version: &t.version,
+            subresource: "scale",
+        };
+        ssa::track_update(&scope, Some(&old), &mut n, &manager);
+        let out = commit(st, &t2, &old, n, None, dry)?;
         return Ok(Reply::Json(200, scale_of(&out, t)));
     }
     // A patch that does not name a resourceVersion is unconditional.
