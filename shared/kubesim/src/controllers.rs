@@ -6,7 +6,6 @@
 //! Every handler runs under the store lock and is idempotent, so a missed event (a lagging
 //! subscription) is recovered by a full resync.
 
-use std::collections::HashSet;
 use std::sync::Arc;
 
 use serde_json::{Value, json};
@@ -14,22 +13,11 @@ use tokio::sync::broadcast::error::RecvError;
 
 use crate::api::{self, DeleteOptions, Target};
 use crate::sim::Sim;
-use crate::store::{Event, EventType, Key, State};
+use crate::store::{Event, EventType, Key, State, owner_uids};
 use crate::workloads;
 
 fn uid(obj: &Value) -> Option<&str> {
     obj.pointer("/metadata/uid").and_then(Value::as_str)
-}
-
-fn owner_uids(obj: &Value) -> Vec<String> {
-    obj.pointer("/metadata/ownerReferences")
-        .and_then(Value::as_array)
-        .map(|a| {
-            a.iter()
-                .filter_map(|o| o.get("uid").and_then(Value::as_str).map(str::to_string))
-                .collect()
-        })
-        .unwrap_or_default()
 }
 
 fn finalizers(obj: &Value) -> Vec<String> {
@@ -99,10 +87,7 @@ fn remove_finalizer(st: &mut State, key: &Key, f: &str) {
 }
 
 fn dependents(st: &State, owner_uid: &str) -> Vec<(Key, Arc<Value>)> {
-    st.all()
-        .into_iter()
-        .filter(|(_, o)| owner_uids(o).iter().any(|u| u == owner_uid))
-        .collect()
+    st.dependents(owner_uid)
 }
 
 /// Garbage collection after `owner` went away or is being deleted.
@@ -145,14 +130,10 @@ fn collect(sim: &Sim, st: &mut State, owner_key: &Key, owner: &Value, deleted: b
     if !deleted {
         return;
     }
-    let live: HashSet<String> = st
-        .all()
-        .iter()
-        .filter_map(|(_, o)| uid(o).map(str::to_string))
-        .collect();
+
     for (k, d) in dependents(st, &owner_uid) {
         let owners = owner_uids(&d);
-        if owners.iter().all(|u| !live.contains(u)) {
+        if owners.iter().all(|u| st.by_uid(u).is_none()) {
             delete(sim, st, &k, "Background");
         } else {
             let mut new = (*d).clone();
@@ -170,10 +151,7 @@ fn collect(sim: &Sim, st: &mut State, owner_key: &Key, owner: &Value, deleted: b
 /// Re-checks owners waiting in foreground deletion for a dependent that went away.
 fn owners_waiting(sim: &Sim, st: &mut State, dependent: &Value) {
     for owner_uid in owner_uids(dependent) {
-        let owner = st
-            .all()
-            .into_iter()
-            .find(|(_, o)| uid(o) == Some(owner_uid.as_str()));
+        let owner = st.by_uid(&owner_uid);
         if let Some((k, o)) = owner
             && o.pointer("/metadata/deletionTimestamp").is_some()
         {

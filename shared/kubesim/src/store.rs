@@ -1,7 +1,7 @@
 //! The object store: one increasing resourceVersion, a bounded event history for watches, and
 //! an optional append-only log that is fsynced before a write is acknowledged.
 
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use serde::{Deserialize, Serialize};
@@ -81,6 +81,12 @@ pub type EventReceiver = broadcast::Receiver<Arc<Event>>;
 pub struct State {
     rv: u64,
     objects: BTreeMap<Key, Arc<Value>>,
+    /// Keys by namespace, for namespace deletion.
+    by_namespace: HashMap<String, BTreeSet<Key>>,
+    /// Dependents by owner uid, for garbage collection.
+    by_owner: HashMap<String, BTreeSet<Key>>,
+    /// Keys by uid, for resolving owner references.
+    by_uid: HashMap<String, Key>,
     history: VecDeque<Arc<Event>>,
     history_cap: usize,
     /// The first rv a watch may resume from without 410.
@@ -100,6 +106,55 @@ impl std::fmt::Debug for Store {
     }
 }
 
+/// The uids in an object's ownerReferences.
+pub fn owner_uids(obj: &Value) -> Vec<String> {
+    obj.pointer("/metadata/ownerReferences")
+        .and_then(Value::as_array)
+        .map(|a| {
+            a.iter()
+                .filter_map(|o| o.get("uid").and_then(Value::as_str).map(str::to_string))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+struct Indexes<'a> {
+    by_namespace: &'a mut HashMap<String, BTreeSet<Key>>,
+    by_owner: &'a mut HashMap<String, BTreeSet<Key>>,
+    by_uid: &'a mut HashMap<String, Key>,
+}
+
+fn index(ix: Indexes<'_>, key: &Key, obj: &Value, add: bool) {
+    let Indexes {
+        by_namespace,
+        by_owner,
+        by_uid,
+    } = ix;
+    if let Some(uid) = obj.pointer("/metadata/uid").and_then(Value::as_str) {
+        if add {
+            by_uid.insert(uid.to_string(), key.clone());
+        } else if by_uid.get(uid) == Some(key) {
+            by_uid.remove(uid);
+        }
+    }
+    let apply = |map: &mut HashMap<String, BTreeSet<Key>>, idx: String| {
+        if add {
+            map.entry(idx).or_default().insert(key.clone());
+        } else if let Some(set) = map.get_mut(&idx) {
+            set.remove(key);
+            if set.is_empty() {
+                map.remove(&idx);
+            }
+        }
+    };
+    if !key.namespace.is_empty() {
+        apply(by_namespace, key.namespace.clone());
+    }
+    for uid in owner_uids(obj) {
+        apply(by_owner, uid);
+    }
+}
+
 fn set_rv(obj: &mut Value, rv: u64) {
     if let Some(meta) = obj.get_mut("metadata").and_then(Value::as_object_mut) {
         meta.insert("resourceVersion".into(), Value::String(rv.to_string()));
@@ -115,10 +170,24 @@ impl Store {
         history_cap: usize,
     ) -> Self {
         let (tx, _) = broadcast::channel(8192);
+        let mut by_namespace: HashMap<String, BTreeSet<Key>> = HashMap::new();
+        let mut by_owner: HashMap<String, BTreeSet<Key>> = HashMap::new();
+        let mut by_uid: HashMap<String, Key> = HashMap::new();
+        for (k, v) in &objects {
+            let ix = Indexes {
+                by_namespace: &mut by_namespace,
+                by_owner: &mut by_owner,
+                by_uid: &mut by_uid,
+            };
+            index(ix, k, v, true);
+        }
         Self {
             state: Mutex::new(State {
                 rv,
                 objects,
+                by_namespace,
+                by_owner,
+                by_uid,
                 history: VecDeque::new(),
                 history_cap: history_cap.max(1),
                 oldest: rv,
@@ -178,11 +247,36 @@ impl State {
 
     /// Every object in a namespace, of any resource.
     pub fn in_namespace(&self, namespace: &str) -> Vec<Key> {
-        self.objects
-            .keys()
-            .filter(|k| k.namespace == namespace)
-            .cloned()
-            .collect()
+        self.by_namespace
+            .get(namespace)
+            .map(|s| s.iter().cloned().collect())
+            .unwrap_or_default()
+    }
+
+    fn indexes(&mut self) -> Indexes<'_> {
+        Indexes {
+            by_namespace: &mut self.by_namespace,
+            by_owner: &mut self.by_owner,
+            by_uid: &mut self.by_uid,
+        }
+    }
+
+    /// The object with this uid.
+    pub fn by_uid(&self, uid: &str) -> Option<(Key, Arc<Value>)> {
+        let k = self.by_uid.get(uid)?;
+        self.objects.get(k).map(|v| (k.clone(), v.clone()))
+    }
+
+    /// Objects whose ownerReferences name `uid`.
+    pub fn dependents(&self, uid: &str) -> Vec<(Key, Arc<Value>)> {
+        self.by_owner
+            .get(uid)
+            .map(|s| {
+                s.iter()
+                    .filter_map(|k| self.objects.get(k).map(|v| (k.clone(), v.clone())))
+                    .collect()
+            })
+            .unwrap_or_default()
     }
 
     /// Every object (for the garbage collector's scans).
@@ -203,6 +297,10 @@ impl State {
         self.rv = rv;
         let obj = Arc::new(obj);
         let prev = self.objects.insert(key.clone(), obj.clone());
+        if let Some(p) = &prev {
+            index(self.indexes(), &key, p, false);
+        }
+        index(self.indexes(), &key, &obj, true);
         let kind = if prev.is_some() {
             EventType::Modified
         } else {
@@ -229,7 +327,9 @@ impl State {
         }
         let mut last = (**old).clone();
         set_rv(&mut last, rv);
-        self.objects.remove(key);
+        if let Some(old) = self.objects.remove(key) {
+            index(self.indexes(), key, &old, false);
+        }
         self.rv = rv;
         let last = Arc::new(last);
         self.emit(Event {
@@ -309,6 +409,26 @@ mod tests {
         assert!(st.watch_from(1).is_err());
         let (past, _) = st.watch_from(3).expect("in window");
         assert_eq!(past.iter().map(|e| e.rv).collect::<Vec<_>>(), [4, 5]);
+    }
+
+    #[test]
+    fn indexes_follow_owner_references_and_namespaces_through_updates() {
+        let store = Store::new(1, BTreeMap::new(), None, 10);
+        let mut st = store.lock();
+        let child = Key::new("", "configmaps", "ns", "child");
+        let owned = json!({"metadata": {"uid": "c", "ownerReferences": [{"uid": "o"}]}});
+        st.put(child.clone(), owned).expect("put");
+        assert_eq!(st.dependents("o").len(), 1);
+        assert_eq!(st.by_uid("c").map(|(k, _)| k), Some(child.clone()));
+        st.put(child.clone(), json!({"metadata": {"uid": "c"}}))
+            .expect("update");
+        assert!(
+            st.dependents("o").is_empty(),
+            "a removed owner reference leaves the index"
+        );
+        assert_eq!(st.in_namespace("ns"), [child.clone()]);
+        st.remove(&child).expect("remove");
+        assert!(st.in_namespace("ns").is_empty() && st.by_uid("c").is_none());
     }
 
     #[test]
