@@ -131,7 +131,10 @@ impl FromRequest for Admin {
 
 /// Mounts the API routes.
 pub fn routes(cfg: &mut web::ServiceConfig) {
-    cfg.route("/healthz", web::get().to(healthz))
+    cfg.route("/", web::get().to(console_page))
+        .route("/console.js", web::get().to(console_script))
+        .route("/console.css", web::get().to(console_style))
+        .route("/healthz", web::get().to(healthz))
         .route("/metrics", web::get().to(metrics))
         .route("/api/v1/clusters", web::get().to(list_clusters))
         .route("/api/v1/clusters/{cluster}", web::get().to(get_cluster))
@@ -146,6 +149,37 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
             web::post().to(command),
         )
         .route("/api/v1/events", web::get().to(events));
+}
+
+/// The console's files carry no data; the page fetches everything with the token from its
+/// URL fragment, so they are served without authentication.
+fn console_file(content_type: &str, body: &'static str) -> HttpResponse {
+    HttpResponse::Ok()
+        .content_type(content_type)
+        .insert_header(("Content-Security-Policy", "default-src 'self'"))
+        .insert_header(("X-Content-Type-Options", "nosniff"))
+        .body(body)
+}
+
+async fn console_page() -> HttpResponse {
+    console_file(
+        "text/html; charset=utf-8",
+        include_str!("console/index.html"),
+    )
+}
+
+async fn console_script() -> HttpResponse {
+    console_file(
+        "text/javascript; charset=utf-8",
+        include_str!("console/console.js"),
+    )
+}
+
+async fn console_style() -> HttpResponse {
+    console_file(
+        "text/css; charset=utf-8",
+        include_str!("console/console.css"),
+    )
 }
 
 /// `GET /healthz`.
