@@ -530,6 +530,7 @@ async fn route(
         user_agent,
         table: accept.contains("as=Table"),
         metadata_only: accept.contains("as=PartialObjectMetadata"),
+        warnings: Default::default(),
     };
     let is_watch = matches!(
         params.query.get("watch").map(String::as_str),
@@ -574,15 +575,25 @@ async fn route(
         }
     }?;
     match reply {
-        Reply::Json(code, v) => Ok(json_response(
-            code,
-            &v,
-            if params.table && v.get("kind") == Some(&Value::String("Table".into())) {
-                "application/json;as=Table;v=v1;g=meta.k8s.io"
-            } else {
-                "application/json"
-            },
-        )),
+        Reply::Json(code, v) => {
+            let mut r = json_response(
+                code,
+                &v,
+                if params.table && v.get("kind") == Some(&Value::String("Table".into())) {
+                    "application/json;as=Table;v=v1;g=meta.k8s.io"
+                } else {
+                    "application/json"
+                },
+            );
+            for w in params.warnings.borrow().iter() {
+                // RFC 7234 warn-code 299 with the agent "-", as kube-apiserver sends them.
+                let text = format!("299 - {}", serde_json::Value::String(w.clone()));
+                if let Ok(h) = http::HeaderValue::from_str(&text) {
+                    r.headers_mut().append(header::WARNING, h);
+                }
+            }
+            Ok(r)
+        }
     }
 }
 

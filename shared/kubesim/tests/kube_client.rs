@@ -275,6 +275,19 @@ async fn dynamic_api_serves_custom_objects_with_a_status_subresource() {
         .find(|m| m.manager.as_deref() == Some("widget-controller"))
         .expect("status manager");
     assert_eq!(status_owner.subresource.as_deref(), Some("status"));
+    // Without fieldValidation the server warns and drops unknown fields (its default, Warn).
+    let extra = json!({"apiVersion": "example.com/v1", "kind": "Widget", "metadata": {"name": "extra"}, "spec": {"size": 1, "shape": "round"}});
+    let stored = widgets
+        .create(
+            &PostParams::default(),
+            &serde_json::from_value(extra).expect("widget"),
+        )
+        .await
+        .expect("unknown fields are not an error by default");
+    assert!(
+        stored.data["spec"].get("shape").is_none(),
+        "unknown fields are pruned"
+    );
     let err = api_error(
         widgets
             .patch(

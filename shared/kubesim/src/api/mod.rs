@@ -79,9 +79,16 @@ pub struct Params {
     pub table: bool,
     /// Whether the client asked for `PartialObjectMetadata`.
     pub metadata_only: bool,
+    /// Warnings for the `Warning` response header (unknown fields under `fieldValidation=Warn`).
+    pub warnings: std::cell::RefCell<Vec<String>>,
 }
 
 impl Params {
+    /// Records warnings for the response.
+    pub fn warn(&self, msgs: Vec<String>) {
+        self.warnings.borrow_mut().extend(msgs);
+    }
+
     fn q(&self, k: &str) -> Option<&str> {
         self.query.get(k).map(String::as_str)
     }

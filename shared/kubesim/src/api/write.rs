@@ -20,9 +20,15 @@ pub fn create(sim: &Sim, st: &mut State, t: &Target, p: &Params, body: &[u8]) ->
 }
 
 pub(super) fn strict_fields(t: &Target, obj: &Value, p: &Params) -> ApiResult<()> {
-    let mode = p.q("fieldValidation").unwrap_or("Strict");
-    if mode != "Strict" || t.rt.builtin {
+    // Warn is kube-apiserver's default since v1.23: unknown fields are dropped with a warning.
+    let mode = p.q("fieldValidation").unwrap_or("Warn");
+    if t.rt.builtin || mode == "Ignore" {
         return Ok(());
+    }
+    if !matches!(mode, "Warn" | "Strict") {
+        return Err(ApiError::bad_request(format!(
+            "fieldValidation parameter unsupported: {mode}; valid values are Ignore, Warn, Strict"
+        )));
     }
     let unknown = crate::crd::unknown_fields(&t.rt, &t.version, obj);
     if unknown.is_empty() {
@@ -32,6 +38,10 @@ pub(super) fn strict_fields(t: &Target, obj: &Value, p: &Params) -> ApiResult<()
         .iter()
         .map(|f| format!("unknown field \"{f}\""))
         .collect();
+    if mode == "Warn" {
+        p.warn(msgs);
+        return Ok(());
+    }
     Err(ApiError::bad_request(format!(
         "strict decoding error: {}",
         msgs.join(", ")
