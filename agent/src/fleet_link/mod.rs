@@ -9,11 +9,17 @@
 //!
 //! - [`backoff`]: jittered exponential backoff between connection attempts.
 //! - [`link`]: the actor, its messages and its configuration.
+//! - [`executor`]: carries the fleet's commands out on the cluster's Flux objects.
+//! - [`args`]: the agent's `--fleet*` flags.
 
+pub mod args;
 pub mod backoff;
+pub mod executor;
 pub mod link;
 
+pub use args::FleetArgs;
 pub use backoff::Backoff;
+pub use executor::KubeExecutor;
 pub use link::{
     ExecuteCommand, FleetLink, FleetLinkConfig, FleetLinkError, LinkStatus, ObjectRemoved,
     RenewCredentials, StatusChanged,
