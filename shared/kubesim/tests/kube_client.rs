@@ -602,9 +602,14 @@ async fn finalizers_hold_deletion_until_removed() {
     api.create(&PostParams::default(), &c)
         .await
         .expect("create");
-    api.delete("held", &DeleteParams::default())
+    let pending = api
+        .delete("held", &DeleteParams::default())
         .await
         .expect("delete");
+    assert!(
+        pending.is_left(),
+        "a pending deletion answers with the object"
+    );
     let terminating = api.get("held").await.expect("still there");
     assert!(terminating.metadata.deletion_timestamp.is_some());
     api.patch(

@@ -31,6 +31,8 @@ pub struct DeleteOptions {
     pub resource_version: Option<String>,
     /// dryRun=All.
     pub dry: bool,
+    /// `orphanDependents: false`, the legacy form that makes a pending deletion answer 202.
+    pub cascade_legacy: bool,
 }
 
 /// Reads DeleteOptions from the body and query.
@@ -45,8 +47,10 @@ pub fn delete_options(p: &Params, body: &[u8]) -> ApiResult<DeleteOptions> {
         if let Some(pp) = v.get("propagationPolicy").and_then(Value::as_str) {
             o.propagation = Some(pp.into());
         }
-        if v.get("orphanDependents").and_then(Value::as_bool) == Some(true) {
-            o.propagation = Some("Orphan".into());
+        match v.get("orphanDependents").and_then(Value::as_bool) {
+            Some(true) => o.propagation = Some("Orphan".into()),
+            Some(false) => o.cascade_legacy = true,
+            None => {}
         }
         o.uid = v
             .pointer("/preconditions/uid")
@@ -83,13 +87,14 @@ pub fn delete_options(p: &Params, body: &[u8]) -> ApiResult<DeleteOptions> {
 }
 
 /// Deletes one object: immediately, or by marking it with deletionTimestamp when finalizers
-/// (including those of foreground/orphan propagation) must run first. Returns the code and body.
+/// (including those of foreground/orphan propagation) must run first. Returns the code, the
+/// object, and whether it is gone already.
 pub fn delete_object(
     st: &mut State,
     t: &Target,
     name: &str,
     o: &DeleteOptions,
-) -> ApiResult<(u16, Value)> {
+) -> ApiResult<(u16, Value, bool)> {
     let key = t.key(name);
     let old = st
         .get(&key)
@@ -140,10 +145,10 @@ pub fn delete_object(
     }
     if finalizers.is_empty() && !is_ns {
         if o.dry {
-            return Ok((200, served(&old, t)));
+            return Ok((200, served(&old, t), true));
         }
         let gone = st.remove(&key)?.map(|g| (*g).clone()).unwrap_or_default();
-        return Ok((200, served(&gone, t)));
+        return Ok((200, served(&gone, t), true));
     }
     let mut new = (*old).clone();
     {
@@ -159,32 +164,40 @@ pub fn delete_object(
     if is_ns {
         set_in(&mut new, &["status", "phase"], json!("Terminating"));
     }
+    // kube-apiserver answers 202 for a pending deletion only to the legacy orphanDependents=false.
+    let code = if o.cascade_legacy { 202 } else { 200 };
     if o.dry || (already && content(&new) == content(&old)) {
-        return Ok((
-            if extra == Some("foregroundDeletion") {
-                202
-            } else {
-                200
-            },
-            served(&new, t),
-        ));
+        return Ok((code, served(&new, t), false));
     }
     let stored = st.put(key, new)?;
-    Ok((
-        if extra == Some("foregroundDeletion") {
-            202
-        } else {
-            200
-        },
-        served(&stored, t),
-    ))
+    Ok((code, served(&stored, t), false))
+}
+
+/// Whether kube-apiserver answers an immediate deletion with the object (`ReturnDeletedObject`
+/// in its registry) rather than a Success Status.
+fn returns_deleted_object(t: &Target) -> bool {
+    t.rt.group.is_empty()
+        && matches!(
+            t.rt.resource.as_str(),
+            "pods" | "serviceaccounts" | "persistentvolumeclaims" | "services" | "namespaces"
+        )
 }
 
 /// DELETE of one object.
 pub fn delete(st: &mut State, t: &Target, p: &Params, body: &[u8]) -> ApiResult<Reply> {
     let name = t.name.as_deref().unwrap_or_default().to_string();
     let o = delete_options(p, body)?;
-    let (code, v) = delete_object(st, t, &name, &o)?;
+    let (code, v, immediate) = delete_object(st, t, &name, &o)?;
+    if immediate && !returns_deleted_object(t) {
+        let mut details = json!({"name": name, "kind": t.rt.resource});
+        if !t.rt.group.is_empty() {
+            details["group"] = json!(t.rt.group);
+        }
+        if let Some(uid) = v.pointer("/metadata/uid") {
+            details["uid"] = uid.clone();
+        }
+        return Ok(Reply::Json(200, status::success(Some(details))));
+    }
     Ok(Reply::Json(code, v))
 }
 
@@ -200,7 +213,7 @@ pub fn delete_collection(st: &mut State, t: &Target, p: &Params, body: &[u8]) ->
         .collect();
     let mut items = Vec::new();
     for n in names {
-        let (_, v) = delete_object(st, t, &n, &o)?;
+        let (_, v, _) = delete_object(st, t, &n, &o)?;
         items.push(v);
     }
     Ok(Reply::Json(
