@@ -26,41 +26,55 @@ fn is_label(s: &str) -> bool {
         && !s.ends_with('-')
 }
 
-/// The errors kube-apiserver reports for a name, by the rule the kind uses: DNS-1123 labels
-/// for namespaces and services, subdomains for most others.
-pub fn name_errors(name: &str, label_only: bool) -> Vec<String> {
+/// Which rule a kind's names follow in kube-apiserver's validation.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum NameRule {
+    /// RFC 1123 subdomain (most kinds).
+    Subdomain,
+    /// RFC 1123 label (namespaces).
+    Label,
+    /// RFC 1035 label, starting with a letter (services).
+    Label1035,
+}
+
+/// The name rule of a built-in resource.
+pub fn name_rule(group: &str, resource: &str) -> NameRule {
+    match (group, resource) {
+        ("", "namespaces") => NameRule::Label,
+        ("", "services") => NameRule::Label1035,
+        _ => NameRule::Subdomain,
+    }
+}
+
+const DNS1035_LABEL: &str = "a DNS-1035 label must consist of lower case alphanumeric characters or '-', start with an alphabetic character, and end with an alphanumeric character (e.g. 'my-name',  or 'abc-123', regex used for validation is '[a-z]([-a-z0-9]*[a-z0-9])?')";
+
+/// The errors kube-apiserver reports for a name under a rule.
+pub fn name_errors(name: &str, rule: NameRule) -> Vec<String> {
     let mut errs = Vec::new();
-    if label_only {
-        if name.len() > 63 {
-            errs.push("must be no more than 63 characters".to_string());
+    match rule {
+        NameRule::Label | NameRule::Label1035 => {
+            if name.len() > 63 {
+                errs.push("must be no more than 63 characters".to_string());
+            }
+            if rule == NameRule::Label && !is_label(name) {
+                errs.push(DNS1123_LABEL.to_string());
+            }
+            if rule == NameRule::Label1035
+                && !(is_label(name) && name.starts_with(|c: char| c.is_ascii_lowercase()))
+            {
+                errs.push(DNS1035_LABEL.to_string());
+            }
         }
-        if !is_label(name) {
-            errs.push(DNS1123_LABEL.to_string());
-        }
-    } else {
-        if name.len() > 253 {
-            errs.push("must be no more than 253 characters".to_string());
-        }
-        if !name.split('.').all(is_label) {
-            errs.push(DNS1123_SUBDOMAIN.to_string());
+        NameRule::Subdomain => {
+            if name.len() > 253 {
+                errs.push("must be no more than 253 characters".to_string());
+            }
+            if !name.split('.').all(is_label) {
+                errs.push(DNS1123_SUBDOMAIN.to_string());
+            }
         }
     }
     errs
-}
-
-/// Kinds whose names must be DNS-1123 labels rather than subdomains.
-pub fn label_named(resource: &str) -> bool {
-    matches!(
-        resource,
-        "namespaces"
-            | "services"
-            | "deployments"
-            | "statefulsets"
-            | "daemonsets"
-            | "replicasets"
-            | "jobs"
-            | "cronjobs"
-    )
 }
 
 /// kubectl's human-readable age (`5s`, `3m20s`, `4h`, `2d3h`, `3y`), so Table cells read as a
@@ -144,8 +158,10 @@ mod tests {
 
     #[test]
     fn names_must_be_dns1123() {
-        assert!(name_errors("web-1.example", false).is_empty());
-        assert!(!name_errors("Web_1", false).is_empty());
-        assert!(!name_errors("a.b", true).is_empty());
+        assert!(name_errors("web-1.example", NameRule::Subdomain).is_empty());
+        assert!(!name_errors("Web_1", NameRule::Subdomain).is_empty());
+        assert!(!name_errors("a.b", NameRule::Label).is_empty());
+        assert!(!name_errors("1svc", NameRule::Label1035).is_empty());
+        assert!(name_errors("1ns", NameRule::Label).is_empty());
     }
 }

@@ -8,7 +8,7 @@ use std::sync::Arc;
 use base64::Engine as _;
 use serde_json::{Map, Value, json};
 
-use crate::meta::{label_named, name_errors, now};
+use crate::meta::{name_errors, name_rule, now};
 use crate::patch;
 use crate::registry::ResourceType;
 use crate::schema::Cursor;
@@ -248,7 +248,7 @@ pub(super) fn check_type(obj: &Value, t: &Target) -> ApiResult<()> {
 pub(super) fn validate(obj: &Value, t: &Target) -> ApiResult<()> {
     let name = meta_str(obj, "name").unwrap_or_default();
     let mut causes = Vec::new();
-    for e in name_errors(name, label_named(&t.rt.resource)) {
+    for e in name_errors(name, name_rule(&t.rt.group, &t.rt.resource)) {
         causes.push((
             "metadata.name".to_string(),
             "FieldValueInvalid",
