@@ -142,6 +142,48 @@ fn bootstrap(sim: &Sim) {
             tracing::warn!(error = %e.message, "kubesim: creating namespace {ns}");
         }
     }
+    // The `kubernetes` Service in default, pointing at this server.
+    let port = sim
+        .server_address
+        .rsplit(':')
+        .next()
+        .and_then(|p| p.parse::<u16>().ok())
+        .unwrap_or(443);
+    let svc_key = crate::store::Key::new("", "services", "default", "kubernetes");
+    if st.get(&svc_key).is_none()
+        && let Some(rt) = sim.registry.lookup("", "v1", "services")
+    {
+        let t = Target {
+            rt,
+            version: "v1".into(),
+            namespace: Some("default".into()),
+            name: None,
+            sub: None,
+        };
+        let mut svc = serde_json::json!({"apiVersion": "v1", "kind": "Service", "metadata": {"name": "kubernetes", "labels": {"component": "apiserver", "provider": "kubernetes"}},
+            "spec": {"type": "ClusterIP", "clusterIP": "10.96.0.1", "ports": [{"name": "https", "port": 443, "protocol": "TCP", "targetPort": port}]}});
+        if let Err(e) =
+            api::create_object(sim, &mut st, &t, &mut svc, "kube-apiserver", false, None)
+        {
+            tracing::warn!(error = %e.message, "kubesim: creating the kubernetes service");
+        }
+        if let Some(rt) = sim.registry.lookup("", "v1", "endpoints") {
+            let t = Target {
+                rt,
+                version: "v1".into(),
+                namespace: Some("default".into()),
+                name: None,
+                sub: None,
+            };
+            let mut ep = serde_json::json!({"apiVersion": "v1", "kind": "Endpoints", "metadata": {"name": "kubernetes", "labels": {"endpointslice.kubernetes.io/skip-mirror": "true"}},
+                "subsets": [{"addresses": [{"ip": "127.0.0.1"}], "ports": [{"name": "https", "port": port, "protocol": "TCP"}]}]});
+            if let Err(e) =
+                api::create_object(sim, &mut st, &t, &mut ep, "kube-apiserver", false, None)
+            {
+                tracing::warn!(error = %e.message, "kubesim: creating the kubernetes endpoints");
+            }
+        }
+    }
     // One Ready node, which DaemonSets are scheduled to.
     let node_key = crate::store::Key::new("", "nodes", "", "kubesim");
     if st.get(&node_key).is_none()

@@ -299,7 +299,14 @@ async fn delete_removes_objects_and_namespace_deletion_cascades() {
     let err = sim.fails(&["get", "namespace", "demo"], None).await;
     assert!(err.contains("namespaces \"demo\" not found"), "{err}");
     let left = sim
-        .ok(&["get", "deployments,services", "-A", "-o", "name"])
+        .ok(&[
+            "get",
+            "deployments,services,configmaps,serviceaccounts",
+            "-A",
+            "-o",
+            "name",
+            "--field-selector=metadata.namespace=demo",
+        ])
         .await;
     assert!(left.trim().is_empty(), "left behind: {left}");
 }
