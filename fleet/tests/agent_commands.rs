@@ -22,22 +22,27 @@ async fn cluster_with_a_kustomization(server: &kubesim::RunningServer) -> kube::
     .await
     .expect("config");
     let client = kube::Client::try_from(config).expect("client");
-    let kind = api::crd::find_kind("kustomize.toolkit.fluxcd.io", "Kustomization").expect("kind");
-    let crd = api::crd::crd_for(kind).expect("crd");
-    let crds: Api<CustomResourceDefinition> = Api::all(client.clone());
-    crds.create(&PostParams::default(), &crd)
-        .await
-        .expect("create CRD");
-    let name = crd.metadata.name.clone().expect("name");
-    let established = kube::runtime::wait::await_condition(
-        crds,
-        &name,
-        kube::runtime::wait::conditions::is_crd_established(),
-    );
-    tokio::time::timeout(Duration::from_secs(30), established)
-        .await
-        .expect("in time")
-        .expect("established");
+    for (group, kind) in [
+        ("kustomize.toolkit.fluxcd.io", "Kustomization"),
+        ("source.toolkit.fluxcd.io", "GitRepository"),
+    ] {
+        let kind = api::crd::find_kind(group, kind).expect("kind");
+        let crd = api::crd::crd_for(kind).expect("crd");
+        let crds: Api<CustomResourceDefinition> = Api::all(client.clone());
+        crds.create(&PostParams::default(), &crd)
+            .await
+            .expect("create CRD");
+        let name = crd.metadata.name.clone().expect("name");
+        let established = kube::runtime::wait::await_condition(
+            crds,
+            &name,
+            kube::runtime::wait::conditions::is_crd_established(),
+        );
+        tokio::time::timeout(Duration::from_secs(30), established)
+            .await
+            .expect("in time")
+            .expect("established");
+    }
 
     let namespaces: Api<k8s_openapi::api::core::v1::Namespace> = Api::all(client.clone());
     let mut ns = k8s_openapi::api::core::v1::Namespace::default();
@@ -55,12 +60,37 @@ async fn cluster_with_a_kustomization(server: &kubesim::RunningServer) -> kube::
         .create(&PostParams::default(), &object)
         .await
         .expect("create Kustomization");
+    let repository: DynamicObject = serde_json::from_value(serde_json::json!({
+        "apiVersion": "source.toolkit.fluxcd.io/v1",
+        "kind": "GitRepository",
+        "metadata": { "name": "flux-system", "namespace": "flux-system" },
+        "spec": { "interval": "1m", "url": "https://example.invalid/fleet.git", "ref": { "branch": "main" } }
+    }))
+    .expect("object");
+    repositories(&client)
+        .create(&PostParams::default(), &repository)
+        .await
+        .expect("create GitRepository");
     client
 }
 
 fn kustomizations(client: &kube::Client) -> Api<DynamicObject> {
     let resource = agent::fleet_link::executor::resource_of("Kustomization").expect("resource");
     Api::namespaced_with(client.clone(), "flux-system", &resource)
+}
+
+fn repositories(client: &kube::Client) -> Api<DynamicObject> {
+    let resource = agent::fleet_link::executor::resource_of("GitRepository").expect("resource");
+    Api::namespaced_with(client.clone(), "flux-system", &resource)
+}
+
+fn requested_at(object: &DynamicObject) -> Option<String> {
+    object
+        .metadata
+        .annotations
+        .as_ref()
+        .and_then(|a| a.get(REQUESTED_AT))
+        .cloned()
 }
 
 #[actix_web::test]
@@ -128,6 +158,36 @@ async fn reconcile_suspend_and_resume_reach_the_object_on_the_agents_cluster() {
         .cloned()
         .expect("requested");
     assert_ne!(again, requested, "a new reconcile request");
+
+    assert_eq!(
+        requested_at(
+            &repositories(&client)
+                .get("flux-system")
+                .await
+                .expect("repo")
+        ),
+        None
+    );
+    let ack: Ack = api
+        .post(&format!("{base}/apps/reconcile?withSource=true"))
+        .await
+        .expect("reconcile with source");
+    assert!(ack.ok, "{ack:?}");
+    assert!(
+        ack.message
+            .contains("GitRepository/flux-system/flux-system"),
+        "{ack:?}"
+    );
+    let source_requested = requested_at(
+        &repositories(&client)
+            .get("flux-system")
+            .await
+            .expect("repo"),
+    );
+    assert!(
+        source_requested.is_some(),
+        "the source was asked to reconcile"
+    );
 
     let missing: Ack = api
         .post(&format!("{base}/nope/reconcile"))

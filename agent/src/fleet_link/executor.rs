@@ -4,7 +4,7 @@
 
 use actix::prelude::*;
 use kube::api::{Api, ApiResource, DynamicObject, GroupVersionKind, Patch, PatchParams};
-use proto::{CommandAction, ObjectRef};
+use proto::{Command, CommandAction, ObjectRef};
 
 use super::link::ExecuteCommand;
 
@@ -51,7 +51,54 @@ pub fn patch_for(action: CommandAction, now: &str) -> serde_json::Value {
     }
 }
 
-async fn execute(
+/// The source a Kustomization (`spec.sourceRef`) or HelmRelease (`spec.chart.spec.sourceRef`
+/// or `spec.chartRef`) reconciles from.
+pub fn source_of(object: &DynamicObject, namespace: &str) -> Option<ObjectRef> {
+    let spec = &object.data["spec"];
+    let reference = [
+        &spec["sourceRef"],
+        &spec["chartRef"],
+        &spec["chart"]["spec"]["sourceRef"],
+    ]
+    .into_iter()
+    .find(|r| r.is_object())?;
+    Some(ObjectRef {
+        kind: reference["kind"].as_str()?.to_string(),
+        namespace: reference["namespace"]
+            .as_str()
+            .unwrap_or(namespace)
+            .to_string(),
+        name: reference["name"].as_str()?.to_string(),
+    })
+}
+
+async fn execute(client: kube::Client, command: Command) -> Result<String, String> {
+    let Command {
+        action,
+        object,
+        with_source,
+        ..
+    } = command;
+    let mut done = Vec::new();
+    if with_source && action == CommandAction::ReconcileNow {
+        let resource = resource_of(&object.kind)
+            .ok_or_else(|| format!("{} is not a Flux kind", object.kind))?;
+        let objects: Api<DynamicObject> =
+            Api::namespaced_with(client.clone(), &object.namespace, &resource);
+        let current = match objects.get(&object.name).await {
+            Ok(o) => o,
+            Err(kube::Error::Api(e)) if e.code == 404 => return Err(format!("{object} not found")),
+            Err(e) => return Err(format!("reading {object} failed: {e}")),
+        };
+        let source = source_of(&current, &object.namespace)
+            .ok_or_else(|| format!("{object} names no source"))?;
+        done.push(patch_object(client.clone(), action, source).await?);
+    }
+    done.push(patch_object(client, action, object).await?);
+    Ok(done.join("; "))
+}
+
+async fn patch_object(
     client: kube::Client,
     action: CommandAction,
     object: ObjectRef,
@@ -83,7 +130,7 @@ impl Handler<ExecuteCommand> for KubeExecutor {
         ExecuteCommand(command): ExecuteCommand,
         _: &mut Self::Context,
     ) -> Self::Result {
-        Box::pin(execute(self.client.clone(), command.action, command.object))
+        Box::pin(execute(self.client.clone(), command))
     }
 }
 
@@ -107,6 +154,28 @@ mod tests {
             "fleet kinds are not commandable"
         );
         assert!(resource_of("Secret").is_none());
+    }
+
+    #[test]
+    fn sources_are_found_where_flux_keeps_them() {
+        let ks: DynamicObject = serde_json::from_value(serde_json::json!({
+            "apiVersion": "kustomize.toolkit.fluxcd.io/v1", "kind": "Kustomization",
+            "metadata": { "name": "apps" },
+            "spec": { "sourceRef": { "kind": "GitRepository", "name": "repo" } }
+        }))
+        .expect("object");
+        let source = source_of(&ks, "flux-system").expect("source");
+        assert_eq!(source.to_string(), "GitRepository/flux-system/repo");
+        let hr: DynamicObject = serde_json::from_value(serde_json::json!({
+            "apiVersion": "helm.toolkit.fluxcd.io/v2", "kind": "HelmRelease",
+            "metadata": { "name": "podinfo" },
+            "spec": { "chart": { "spec": { "chart": "podinfo", "sourceRef": { "kind": "HelmRepository", "name": "podinfo", "namespace": "charts" } } } }
+        }))
+        .expect("object");
+        assert_eq!(
+            source_of(&hr, "apps").expect("source").to_string(),
+            "HelmRepository/charts/podinfo"
+        );
     }
 
     #[test]

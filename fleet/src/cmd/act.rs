@@ -40,6 +40,9 @@ pub struct Target {
     /// The object's namespace.
     #[arg(short = 'n', long, default_value = "flux-system")]
     pub namespace: String,
+    /// Reconcile the Kustomization's source first (reconcile only).
+    #[arg(long)]
+    pub with_source: bool,
 }
 
 pub fn run(action: CommandAction, args: ActArgs) -> anyhow::Result<()> {
@@ -53,10 +56,16 @@ pub fn run(action: CommandAction, args: ActArgs) -> anyhow::Result<()> {
         CommandAction::Suspend => "suspend",
         CommandAction::Resume => "resume",
     };
-    let path = format!(
+    if target.with_source && action != CommandAction::ReconcileNow {
+        anyhow::bail!("--with-source only applies to reconcile");
+    }
+    let mut path = format!(
         "/api/v1/clusters/{}/objects/{kind}/{}/{}/{verb}",
         target.cluster, target.namespace, target.name
     );
+    if target.with_source {
+        path.push_str("?withSource=true");
+    }
     eprintln!(
         "► {verb} {kind} {}/{} on cluster {}",
         target.namespace, target.name, target.cluster

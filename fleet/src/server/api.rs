@@ -344,10 +344,20 @@ fn canonical_kind(kind: &str) -> Option<&'static str> {
         .find(|k| k.eq_ignore_ascii_case(kind) || format!("{k}s").eq_ignore_ascii_case(kind))
 }
 
+/// `?withSource=true` on a reconcile.
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct CommandQuery {
+    /// Reconcile the object's source first.
+    #[serde(default)]
+    pub with_source: bool,
+}
+
 async fn command(
     admin: Admin,
     ctx: web::Data<ServerContext>,
     path: web::Path<(String, String, String, String, String)>,
+    query: web::Query<CommandQuery>,
 ) -> Result<HttpResponse, ApiError> {
     let (cluster, kind, namespace, name, action) = path.into_inner();
     let action = match action.as_str() {
@@ -374,6 +384,7 @@ async fn command(
             cluster,
             action,
             object,
+            with_source: query.with_source,
         })
         .await
         .map_err(|_| ApiError::Unavailable("the fleet is shutting down".into()))?

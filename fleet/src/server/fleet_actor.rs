@@ -78,6 +78,8 @@ pub struct RelayCommand {
     pub action: CommandAction,
     /// To which object.
     pub object: ObjectRef,
+    /// Reconcile the object's source first.
+    pub with_source: bool,
 }
 
 /// Re-reads the registry: new clusters appear, removed ones are disconnected.
@@ -224,6 +226,7 @@ impl Handler<RelayCommand> for FleetActor {
             id,
             action: msg.action,
             object: msg.object,
+            with_source: msg.with_source,
         }));
         Ok(rx)
     }

@@ -169,6 +169,10 @@ pub struct Command {
     pub action: CommandAction,
     /// To which object.
     pub object: ObjectRef,
+    /// For `reconcileNow` of a Kustomization or HelmRelease: reconcile its source first, as
+    /// `flux reconcile --with-source` does.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub with_source: bool,
 }
 
 /// The things the fleet can ask of an agent.
