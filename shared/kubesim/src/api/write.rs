@@ -481,7 +481,22 @@ pub fn patch(sim: &Sim, st: &mut State, t: &Target, p: &Params, body: &[u8]) -> 
     let key = t.key(&name);
     let old = st.get(&key);
     if ct == "application/apply-patch+yaml" {
-        let manager = p.q("fieldManager").filter(|m| !m.is_empty()).ok_or_else(|| ApiError::bad_request("PATCH, application/apply-patch+yaml: fieldManager is required for apply requests"))?.to_string();
+        let manager = p
+            .q("fieldManager")
+            .filter(|m| !m.is_empty())
+            .ok_or_else(|| {
+                ApiError::invalid(
+                    "meta.k8s.io",
+                    "PatchOptions",
+                    "",
+                    &[(
+                        "fieldManager".into(),
+                        "FieldValueRequired",
+                        "Required value: is required for apply patch".into(),
+                    )],
+                )
+            })?
+            .to_string();
         let force = matches!(p.q("force"), Some("true") | Some("1"));
         let mut applied = decode(body, "application/yaml")?;
         check_type(&applied, t)?;
@@ -529,6 +544,18 @@ pub fn patch(sim: &Sim, st: &mut State, t: &Target, p: &Params, body: &[u8]) -> 
                 Ok(Reply::Json(200, served(&out, t)))
             }
         };
+    }
+    if p.q("force").is_some() {
+        return Err(ApiError::invalid(
+            "meta.k8s.io",
+            "PatchOptions",
+            "",
+            &[(
+                "force".into(),
+                "FieldValueForbidden",
+                "Forbidden: may not be specified for non-apply patch".into(),
+            )],
+        ));
     }
     let old = old.ok_or_else(|| ApiError::not_found(&t.rt.group, &t.rt.resource, &name))?;
     let manager = p.manager()?;
