@@ -26,6 +26,49 @@ fn is_label(s: &str) -> bool {
         && !s.ends_with('-')
 }
 
+fn is_name_part(s: &str) -> bool {
+    !s.is_empty()
+        && s.chars()
+            .all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c))
+        && s.starts_with(|c: char| c.is_ascii_alphanumeric())
+        && s.ends_with(|c: char| c.is_ascii_alphanumeric())
+}
+
+/// The errors of a label or annotation key (`[prefix/]name`), as kube-apiserver words them.
+pub fn qualified_name_errors(key: &str) -> Vec<String> {
+    let mut errs = Vec::new();
+    let (prefix, name) = match key.split_once('/') {
+        Some((p, n)) => (Some(p), n),
+        None => (None, key),
+    };
+    if let Some(p) = prefix {
+        if p.is_empty() {
+            errs.push("prefix part must be non-empty".to_string());
+        } else if p.len() > 253 || !p.split('.').all(is_label) {
+            errs.push(format!("prefix part {DNS1123_SUBDOMAIN}"));
+        }
+    }
+    if name.is_empty() {
+        errs.push("name part must be non-empty".to_string());
+    } else if name.len() > 63 {
+        errs.push("name part must be no more than 63 characters".to_string());
+    } else if !is_name_part(name) {
+        errs.push("name part must consist of alphanumeric characters, '-', '_' or '.', and must start and end with an alphanumeric character (e.g. 'MyName',  or 'my.name',  or '123-abc', regex used for validation is '([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9]')".to_string());
+    }
+    errs
+}
+
+/// The error of a label value, if invalid.
+pub fn label_value_error(v: &str) -> Option<String> {
+    if v.len() > 63 {
+        return Some("must be no more than 63 characters".into());
+    }
+    if !v.is_empty() && !is_name_part(v) {
+        return Some("a valid label must be an empty string or consist of alphanumeric characters, '-', '_' or '.', and must start and end with an alphanumeric character (e.g. 'MyValue',  or 'my_value',  or '12345', regex used for validation is '(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?')".into());
+    }
+    None
+}
+
 /// Which rule a kind's names follow in kube-apiserver's validation.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum NameRule {
@@ -154,6 +197,15 @@ mod tests {
         assert_eq!(human_duration(200), "3m20s");
         assert_eq!(human_duration(3600 * 4), "4h");
         assert_eq!(human_duration(3600 * 51), "2d3h");
+    }
+
+    #[test]
+    fn label_keys_are_qualified_names() {
+        assert!(qualified_name_errors("app.kubernetes.io/name").is_empty());
+        assert!(!qualified_name_errors("Bad Key").is_empty());
+        assert!(!qualified_name_errors("UPPER.io/x").is_empty());
+        assert!(label_value_error("").is_none());
+        assert!(label_value_error("-x").is_some());
     }
 
     #[test]

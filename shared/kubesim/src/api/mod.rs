@@ -255,30 +255,43 @@ pub(super) fn validate(obj: &Value, t: &Target) -> ApiResult<()> {
             format!("Invalid value: {:?}: {e}", name),
         ));
     }
-    if let Some(labels) = obj.pointer("/metadata/labels") {
-        match labels.as_object() {
-            Some(m) => {
+    for field in ["labels", "annotations"] {
+        match obj.pointer(&format!("/metadata/{field}")) {
+            Some(Value::Object(m)) => {
                 for (k, v) in m {
-                    let ok = v.as_str().is_some_and(|s| {
-                        s.len() <= 63
-                            && s.chars()
-                                .all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c))
-                            && (s.is_empty()
-                                || (s.starts_with(|c: char| c.is_ascii_alphanumeric())
-                                    && s.ends_with(|c: char| c.is_ascii_alphanumeric())))
-                    });
-                    if !ok {
-                        causes.push(("metadata.labels".to_string(), "FieldValueInvalid", format!("Invalid value: {v}: a valid label must be an empty string or consist of alphanumeric characters, '-', '_' or '.', and must start and end with an alphanumeric character (e.g. 'MyValue',  or 'my_value',  or '12345', regex used for validation is '(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?')")));
+                    let path = format!("metadata.{field}");
+                    for e in crate::meta::qualified_name_errors(k) {
+                        causes.push((
+                            path.clone(),
+                            "FieldValueInvalid",
+                            format!("Invalid value: {k:?}: {e}"),
+                        ));
                     }
-                    let _ = k;
+                    match v.as_str() {
+                        Some(s) if field == "labels" => {
+                            if let Some(e) = crate::meta::label_value_error(s) {
+                                causes.push((
+                                    path.clone(),
+                                    "FieldValueInvalid",
+                                    format!("Invalid value: {s:?}: {e}"),
+                                ));
+                            }
+                        }
+                        Some(_) => {}
+                        None => causes.push((
+                            format!("{path}.{k}"),
+                            "FieldValueTypeInvalid",
+                            format!("Invalid value: {v}: must be a string"),
+                        )),
+                    }
                 }
             }
-            None if !labels.is_null() => causes.push((
-                "metadata.labels".into(),
-                "FieldValueInvalid",
-                "Invalid value: must be a map of strings".into(),
+            Some(Value::Null) | None => {}
+            Some(other) => causes.push((
+                format!("metadata.{field}"),
+                "FieldValueTypeInvalid",
+                format!("Invalid value: {other}: must be a map of strings"),
             )),
-            None => {}
         }
     }
     if t.rt.resource == "customresourcedefinitions" {
