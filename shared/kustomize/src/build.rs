@@ -1,6 +1,8 @@
 //! The build: accumulating resources, bases and components, running generators and
 //! transformers in kustomize's order, then hashing names and fixing references.
 
+use std::sync::Arc;
+
 use crate::error::{Error, Result};
 use crate::fieldspec::TransformerConfig;
 use crate::fs::{EntryKind, FileSystem, is_within, join};
@@ -26,7 +28,11 @@ pub(crate) const KUSTOMIZATION_FILES: [&str; 3] =
 #[derive(Debug, Default)]
 pub(crate) struct Acc {
     pub objs: Vec<Object>,
-    pub config: TransformerConfig,
+    /// The effective configuration: kustomize's defaults plus `extra`.
+    pub config: Arc<TransformerConfig>,
+    /// What `configurations` and `crds` added here and in bases (kept apart so merging a
+    /// base's configuration does not re-merge the large defaults).
+    pub extra: TransformerConfig,
     pub vars: Vec<vars::Var>,
 }
 
@@ -34,9 +40,20 @@ impl Acc {
     fn new() -> Acc {
         Acc {
             objs: Vec::new(),
-            config: TransformerConfig::defaults().clone(),
+            config: TransformerConfig::defaults_shared(),
+            extra: TransformerConfig::default(),
             vars: Vec::new(),
         }
+    }
+
+    fn add_config(&mut self, c: TransformerConfig) {
+        if c.is_empty() {
+            return;
+        }
+        self.extra.merge(c);
+        let mut effective = TransformerConfig::defaults().clone();
+        effective.merge(self.extra.clone());
+        self.config = Arc::new(effective);
     }
 
     pub(crate) fn append(&mut self, o: Object) -> Result<()> {
@@ -255,12 +272,14 @@ impl Builder<'_> {
         for c in &k.configurations {
             let docs = read_yaml(self.fs, &self.file_in(dir, c)?, self.opts.limits)?;
             for d in docs {
-                acc.config.merge(TransformerConfig::from_node(&d));
+                acc.add_config(TransformerConfig::from_node(&d));
             }
         }
         for c in &k.crds {
             let docs = read_yaml(self.fs, &self.file_in(dir, c)?, self.opts.limits)?;
-            crate::crds::load(&docs, &mut acc.config);
+            let mut add = TransformerConfig::default();
+            crate::crds::load(&docs, &mut add);
+            acc.add_config(add);
         }
         generators::run(self, dir, k, acc)?;
         for c in &k.components {
@@ -304,7 +323,7 @@ impl Builder<'_> {
                     acc.append(o)
                         .map_err(|e| e.context(format!("recursed merging from path '{p}'")))?;
                 }
-                acc.config.merge(sub.config);
+                acc.add_config(sub.extra);
                 acc.vars.extend(sub.vars);
                 Ok(())
             }
@@ -428,7 +447,7 @@ impl Builder<'_> {
                     .str_at(&["metadata", "namespace"])
                     .unwrap_or("")
                     .to_string();
-                let mut cfg = acc.config.clone();
+                let mut cfg = (*acc.config).clone();
                 cfg.namespace = specs;
                 transformers::namespace(&mut acc.objs, &ns, &cfg)
             }

@@ -1,7 +1,7 @@
 //! Field specs (which fields of which kinds a transformer touches) and the transformer
 //! configuration: kustomize's defaults, extended by `configurations` and `crds`.
 
-use std::sync::OnceLock;
+use std::sync::{Arc, OnceLock};
 
 use crate::error::{Error, Result};
 use crate::resource::Gvk;
@@ -138,6 +138,28 @@ impl TransformerConfig {
         for b in o.name_reference {
             self.add_back_ref(b);
         }
+    }
+
+    /// Whether no transformer has any field spec.
+    pub fn is_empty(&self) -> bool {
+        self.name_prefix.is_empty()
+            && self.name_suffix.is_empty()
+            && self.namespace.is_empty()
+            && self.common_labels.is_empty()
+            && self.template_labels.is_empty()
+            && self.common_annotations.is_empty()
+            && self.name_reference.is_empty()
+            && self.var_reference.is_empty()
+            && self.images.is_empty()
+            && self.replicas.is_empty()
+    }
+
+    /// The builtin configuration, shared.
+    pub fn defaults_shared() -> Arc<TransformerConfig> {
+        static SHARED: OnceLock<Arc<TransformerConfig>> = OnceLock::new();
+        SHARED
+            .get_or_init(|| Arc::new(TransformerConfig::defaults().clone()))
+            .clone()
     }
 
     /// kustomize's builtin configuration.

@@ -98,9 +98,11 @@ impl DiskFs {
         })
     }
 
+    /// The real path of `path`, refusing anything that resolves outside the root. Components
+    /// below the root are checked with `lstat`; only when one is a symlink is the whole path
+    /// canonicalized (far fewer system calls than canonicalizing every path).
     fn resolve(&self, path: &str) -> Result<PathBuf, FsError> {
-        let p = self.root.join(path);
-        let real = p.canonicalize().map_err(|e| {
+        let not_found = |e: std::io::Error| {
             if e.kind() == std::io::ErrorKind::NotFound {
                 FsError::NotFound(path.to_string())
             } else {
@@ -109,7 +111,23 @@ impl DiskFs {
                     source: e,
                 }
             }
-        })?;
+        };
+        let mut p = self.root.clone();
+        let mut linked = false;
+        for comp in path.split('/').filter(|c| !c.is_empty()) {
+            if comp == "." || comp == ".." {
+                linked = true;
+            }
+            p.push(comp);
+            if !linked {
+                let meta = std::fs::symlink_metadata(&p).map_err(not_found)?;
+                linked = meta.file_type().is_symlink();
+            }
+        }
+        if !linked {
+            return Ok(p);
+        }
+        let real = p.canonicalize().map_err(not_found)?;
         if !real.starts_with(&self.root) {
             return Err(FsError::Escapes(path.to_string()));
         }

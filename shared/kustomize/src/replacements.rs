@@ -90,20 +90,23 @@ impl IdSelector {
             && (self.namespace.is_empty() || self.namespace == id.namespace)
     }
 
-    fn selects_regex(&self, id: &ResId) -> Result<bool> {
-        let m = |pat: &str, v: &str| -> Result<bool> {
+    /// Compiled, anchored patterns for gvk, name and namespace (empty fields match all).
+    fn regexes(&self) -> Result<IdRegexes> {
+        let re = |pat: &str| -> Result<Option<Regex>> {
             if pat.is_empty() {
-                return Ok(true);
+                return Ok(None);
             }
-            let re = Regex::new(&format!("^(?:{pat})$"))
-                .map_err(|e| Error::msg(format!("invalid selector {pat}: {e}")))?;
-            Ok(re.is_match(v))
+            Regex::new(&format!("^(?:{pat})$"))
+                .map(Some)
+                .map_err(|e| Error::msg(format!("invalid selector {pat}: {e}")))
         };
-        Ok(m(&self.gvk.group, &id.gvk.group)?
-            && m(&self.gvk.version, &id.gvk.version)?
-            && m(&self.gvk.kind, &id.gvk.kind)?
-            && m(&self.name, &id.name)?
-            && m(&self.namespace, &id.namespace)?)
+        Ok(IdRegexes {
+            group: re(&self.gvk.group)?,
+            version: re(&self.gvk.version)?,
+            kind: re(&self.gvk.kind)?,
+            name: re(&self.name)?,
+            namespace: re(&self.namespace)?,
+        })
     }
 
     fn has_id_fields(&self) -> bool {
@@ -119,6 +122,25 @@ impl IdSelector {
             || label_selector_matches(&self.label_selector, &o.meta_map("labels"))?)
             && (self.annotation_selector.is_empty()
                 || label_selector_matches(&self.annotation_selector, &o.meta_map("annotations"))?))
+    }
+}
+
+struct IdRegexes {
+    group: Option<Regex>,
+    version: Option<Regex>,
+    kind: Option<Regex>,
+    name: Option<Regex>,
+    namespace: Option<Regex>,
+}
+
+impl IdRegexes {
+    fn selects(&self, id: &ResId) -> bool {
+        let m = |re: &Option<Regex>, v: &str| re.as_ref().is_none_or(|r| r.is_match(v));
+        m(&self.group, &id.gvk.group)
+            && m(&self.version, &id.gvk.version)
+            && m(&self.kind, &id.gvk.kind)
+            && m(&self.name, &id.name)
+            && m(&self.namespace, &id.namespace)
     }
 }
 
@@ -354,6 +376,7 @@ fn one(r: &Node, objs: &mut [Object]) -> Result<()> {
             return Err(Error::msg("target must specify resources to select"));
         };
         let select = IdSelector::from_node(select);
+        let select_re = select.regexes()?;
         let rejects: Vec<IdSelector> = t
             .get("reject")
             .and_then(Node::as_seq)
@@ -372,36 +395,29 @@ fn one(r: &Node, objs: &mut [Object]) -> Result<()> {
             paths.push("metadata.name".into());
         }
         let (delim, index, create) = options(t.get("options"));
+        let reject_res: Vec<IdRegexes> = rejects
+            .iter()
+            .map(IdSelector::regexes)
+            .collect::<Result<_>>()?;
         for o in objs.iter_mut() {
             if !select.matches_meta(o)? {
                 continue;
             }
             let mut rejected = false;
-            for rj in &rejects {
+            for (rj, re) in rejects.iter().zip(&reject_res) {
                 if (!rj.label_selector.is_empty() || !rj.annotation_selector.is_empty())
                     && rj.matches_meta(o)?
                 {
                     rejected = true;
                 }
-                if rj.has_id_fields() {
-                    for id in ids(o) {
-                        if rj.selects_regex(&id)? {
-                            rejected = true;
-                        }
-                    }
+                if rj.has_id_fields() && ids(o).iter().any(|id| re.selects(id)) {
+                    rejected = true;
                 }
             }
             if rejected {
                 continue;
             }
-            let mut hit = false;
-            for id in ids(o) {
-                if select.selects_regex(&id)? {
-                    hit = true;
-                    break;
-                }
-            }
-            if !hit {
+            if !ids(o).iter().any(|id| select_re.selects(id)) {
                 continue;
             }
             for fp in &paths {

@@ -74,9 +74,16 @@ pub fn parse_documents(text: &str, limits: Limits) -> Result<Vec<Option<Node>>, 
         return Err(YamlError::TooLarge(text.len()));
     }
     let mut fixed: Option<String> = None;
+    let mut prepassed = false;
     for _ in 0..10_000 {
         let current = fixed.as_deref().unwrap_or(text);
         match parse_once(current, limits) {
+            Err(Retry::Quoted { .. }) if !prepassed => {
+                // One pass over the whole text fixes the usual case (CRD descriptions) at once;
+                // whatever it misses is fixed scalar by scalar below.
+                prepassed = true;
+                fixed = Some(indent_all_quoted_continuations(current));
+            }
             Err(Retry::Quoted { line, offset }) => {
                 match indent_quoted_continuation(current, line, offset) {
                     Some(t) => fixed = Some(t),
@@ -157,6 +164,101 @@ fn indent_quoted_continuation(text: &str, line: usize, offset: usize) -> Option<
         out.push_str(l);
     }
     Some(out)
+}
+
+fn leading_spaces(l: &str) -> usize {
+    l.len() - l.trim_start_matches(' ').len()
+}
+
+/// Where a quoted scalar that starts on this line and stays open begins: the quote and the
+/// indentation of its key or sequence item. Also reports block scalar headers.
+enum LineStart {
+    OpenQuote { quote: char, indent: usize },
+    BlockScalar { indent: usize },
+    Other,
+}
+
+fn classify(line: &str) -> LineStart {
+    let indent = leading_spaces(line);
+    let mut rest = &line[indent..];
+    let mut col = indent;
+    while let Some(r) = rest.strip_prefix("- ") {
+        let pad = r.len() - r.trim_start_matches(' ').len();
+        rest = &r[pad..];
+        col += 2 + pad;
+    }
+    if rest.starts_with('#') {
+        return LineStart::Other;
+    }
+    // The value: after the first `: ` outside quotes, or the whole item.
+    let value = if rest.starts_with('\'') || rest.starts_with('"') {
+        rest
+    } else {
+        match rest.find(": ") {
+            Some(i) => rest[i + 2..].trim_start(),
+            None => match rest.strip_suffix(':') {
+                Some(_) => return LineStart::Other,
+                None => return LineStart::Other,
+            },
+        }
+    };
+    let v = value.split(" #").next().unwrap_or(value).trim_end();
+    if v.starts_with('|') || v.starts_with('>') {
+        return LineStart::BlockScalar {
+            indent: col.min(indent.max(col)),
+        };
+    }
+    let Some(quote) = v.chars().next().filter(|c| *c == '\'' || *c == '"') else {
+        return LineStart::Other;
+    };
+    if closes(&value[1..], quote) {
+        return LineStart::Other;
+    }
+    LineStart::OpenQuote { quote, indent: col }
+}
+
+/// Indents every continuation line of multi-line quoted scalars past its key's column (go-yaml
+/// accepts them at the key's column; the strict scanner does not). Block scalars are skipped.
+fn indent_all_quoted_continuations(text: &str) -> String {
+    let lines: Vec<&str> = text.split('\n').collect();
+    let mut out = String::with_capacity(text.len() + 1024);
+    let mut i = 0;
+    while i < lines.len() {
+        let line = lines[i];
+        if i > 0 {
+            out.push('\n');
+        }
+        out.push_str(line);
+        i += 1;
+        match classify(line) {
+            LineStart::BlockScalar { indent } => {
+                while i < lines.len()
+                    && (lines[i].trim().is_empty() || leading_spaces(lines[i]) > indent)
+                {
+                    out.push('\n');
+                    out.push_str(lines[i]);
+                    i += 1;
+                }
+            }
+            LineStart::OpenQuote { quote, indent } => {
+                while i < lines.len() {
+                    let l = lines[i];
+                    out.push('\n');
+                    let lead = leading_spaces(l);
+                    if !l.trim().is_empty() && lead <= indent {
+                        out.push_str(&" ".repeat(indent + 1 - lead));
+                    }
+                    out.push_str(l);
+                    i += 1;
+                    if closes(l, quote) {
+                        break;
+                    }
+                }
+            }
+            LineStart::Other => {}
+        }
+    }
+    out
 }
 
 fn closes(line: &str, quote: char) -> bool {
