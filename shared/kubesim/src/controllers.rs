@@ -251,7 +251,8 @@ fn namespace_contents(sim: &Sim, st: &mut State, ns: &Value) {
     }
 }
 
-fn rebuild_registry(sim: &Sim, st: &State) {
+/// Serves exactly the Established CRDs in the store.
+pub fn rebuild_registry(sim: &Sim, st: &State) {
     let crds: Vec<Value> = st
         .list("apiextensions.k8s.io", "customresourcedefinitions", None)
         .into_iter()

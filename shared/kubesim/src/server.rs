@@ -599,7 +599,7 @@ async fn route(
     let body = read_body(req.into_body()).await?;
     let reply = {
         let mut st = sim.store.lock();
-        match (&method, t.name.is_some()) {
+        let reply = match (&method, t.name.is_some()) {
             (&Method::GET, true) => api::get(&st, &t, &params),
             (&Method::GET, false) => api::list(&st, &t, &params),
             (&Method::POST, false) if !(t.rt.namespaced && t.namespace.is_none()) => {
@@ -614,7 +614,13 @@ async fn route(
             _ => Err(ApiError::method_not_allowed(
                 "the server does not allow this method on the requested resource",
             )),
+        };
+        // A CRD reported Established is servable by the next request, not only once the
+        // controllers have caught up.
+        if method != Method::GET && t.rt.group == "apiextensions.k8s.io" {
+            crate::controllers::rebuild_registry(&sim, &st);
         }
+        reply
     }?;
     match reply {
         Reply::Json(code, v) => {
