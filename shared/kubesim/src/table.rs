@@ -63,6 +63,25 @@ pub fn columns(rt: &ResourceType, version: &str) -> Vec<Column> {
         "configmaps" => v.push(col("Data", "integer", "", 0)),
         "secrets" => v.extend([s("Type"), col("Data", "integer", "", 0)]),
         "jobs" => v.extend([s("Status"), s("Completions"), s("Duration")]),
+        "nodes" => {
+            v.extend([s("Status"), s("Roles"), age_col.clone(), s("Version")]);
+            return v;
+        }
+        "serviceaccounts" => v.push(col("Secrets", "integer", "", 0)),
+        "persistentvolumeclaims" => v.extend([
+            s("Status"),
+            s("Volume"),
+            s("Capacity"),
+            s("Access Modes"),
+            s("StorageClass"),
+        ]),
+        "endpoints" => v.push(s("Endpoints")),
+        "leases" => v.push(s("Holder")),
+        "rolebindings" | "clusterrolebindings" => v.push(s("Role")),
+        "roles" | "clusterroles" => {
+            v.push(col("Created At", "date", "", 0));
+            return v;
+        }
         "customresourcedefinitions" => {
             v.push(col("Created At", "date", "", 0));
             return v;
@@ -288,7 +307,135 @@ fn builtin_cells(rt: &ResourceType, obj: &Value) -> Vec<Value> {
                 a,
             ]
         }
-        "customresourcedefinitions" => vec![name, json!(text(obj, "/metadata/creationTimestamp"))],
+        "customresourcedefinitions" | "roles" | "clusterroles" => {
+            vec![name, json!(text(obj, "/metadata/creationTimestamp"))]
+        }
+        "nodes" => {
+            let ready = obj
+                .pointer("/status/conditions")
+                .and_then(Value::as_array)
+                .and_then(|c| {
+                    c.iter()
+                        .find(|c| c.get("type").and_then(Value::as_str) == Some("Ready"))
+                })
+                .and_then(|c| c.get("status").and_then(Value::as_str))
+                == Some("True");
+            let roles: Vec<&str> = obj
+                .pointer("/metadata/labels")
+                .and_then(Value::as_object)
+                .map(|l| {
+                    l.keys()
+                        .filter_map(|k| k.strip_prefix("node-role.kubernetes.io/"))
+                        .collect()
+                })
+                .unwrap_or_default();
+            let roles = if roles.is_empty() {
+                "<none>".to_string()
+            } else {
+                roles.join(",")
+            };
+            vec![
+                name,
+                json!(if ready { "Ready" } else { "NotReady" }),
+                json!(roles),
+                a,
+                json!(text(obj, "/status/nodeInfo/kubeletVersion")),
+            ]
+        }
+        "serviceaccounts" => vec![
+            name,
+            json!(
+                obj.get("secrets")
+                    .and_then(Value::as_array)
+                    .map(Vec::len)
+                    .unwrap_or(0)
+            ),
+            a,
+        ],
+        "persistentvolumeclaims" => {
+            let modes: Vec<String> = obj
+                .pointer("/status/accessModes")
+                .and_then(Value::as_array)
+                .map(|m| {
+                    m.iter()
+                        .filter_map(Value::as_str)
+                        .map(|m| match m {
+                            "ReadWriteOnce" => "RWO".to_string(),
+                            "ReadOnlyMany" => "ROX".to_string(),
+                            "ReadWriteMany" => "RWX".to_string(),
+                            "ReadWriteOncePod" => "RWOP".to_string(),
+                            other => other.to_string(),
+                        })
+                        .collect()
+                })
+                .unwrap_or_default();
+            vec![
+                name,
+                json!(
+                    obj.pointer("/status/phase")
+                        .and_then(Value::as_str)
+                        .unwrap_or("Pending")
+                ),
+                json!(text(obj, "/spec/volumeName")),
+                json!(
+                    obj.pointer("/status/capacity/storage")
+                        .and_then(Value::as_str)
+                        .unwrap_or_default()
+                ),
+                json!(modes.join(",")),
+                json!(
+                    obj.pointer("/spec/storageClassName")
+                        .and_then(Value::as_str)
+                        .unwrap_or("<unset>")
+                ),
+                a,
+            ]
+        }
+        "endpoints" => {
+            let eps: Vec<String> = obj
+                .get("subsets")
+                .and_then(Value::as_array)
+                .map(|subsets| {
+                    subsets
+                        .iter()
+                        .flat_map(|ss| {
+                            let ips: Vec<String> = ss
+                                .get("addresses")
+                                .and_then(Value::as_array)
+                                .map(|a| a.iter().map(|x| text(x, "/ip")).collect())
+                                .unwrap_or_default();
+                            let ports: Vec<i64> = ss
+                                .get("ports")
+                                .and_then(Value::as_array)
+                                .map(|p| p.iter().map(|x| int(x, "/port")).collect())
+                                .unwrap_or_default();
+                            ips.into_iter().flat_map(move |ip| {
+                                ports.clone().into_iter().map(move |p| format!("{ip}:{p}"))
+                            })
+                        })
+                        .collect()
+                })
+                .unwrap_or_default();
+            vec![
+                name,
+                json!(if eps.is_empty() {
+                    "<none>".to_string()
+                } else {
+                    eps.join(",")
+                }),
+                a,
+            ]
+        }
+        "leases" => vec![name, json!(text(obj, "/spec/holderIdentity")), a],
+        "rolebindings" | "clusterrolebindings" => vec![
+            name,
+            json!(format!(
+                "{}/{}",
+                text(obj, "/roleRef/kind"),
+                text(obj, "/roleRef/name")
+            )),
+            a,
+        ],
         _ => vec![name, a],
     }
 }

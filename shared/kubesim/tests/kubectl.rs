@@ -161,6 +161,15 @@ async fn two_field_managers_conflict_and_force_conflicts_resolves() {
 async fn a_crd_becomes_servable_and_its_objects_print_their_columns() {
     let sim = start().await;
     sim.ok_in(&["apply", "-f", "-"], WIDGET_CRD).await;
+    let out = sim
+        .ok_in(&["apply", "--server-side", "-f", "-"], WIDGET_CRD)
+        .await;
+    assert!(
+        out.contains(
+            "customresourcedefinition.apiextensions.k8s.io/widgets.example.com serverside-applied"
+        ),
+        "{out}"
+    );
     sim.ok(&[
         "wait",
         "--for=condition=Established",
