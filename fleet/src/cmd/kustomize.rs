@@ -21,7 +21,12 @@ fn build(root: &Path, entry: &Path, flux: bool) -> Result<String, kustomize::Err
         generate_missing_kustomization: flux,
         ..Default::default()
     };
-    kustomize::print(&kustomize::build(&fs, &entry.to_string_lossy(), &opts)?)
+    let built = kustomize::build_with_warnings(&fs, &entry.to_string_lossy(), &opts)?;
+    // kubectl reports deprecated kustomization fields on stderr.
+    for w in &built.warnings {
+        eprintln!("{w}");
+    }
+    kustomize::print(&built.objects)
 }
 
 pub fn run(args: KustomizeArgs) -> anyhow::Result<()> {

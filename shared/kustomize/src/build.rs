@@ -72,15 +72,30 @@ pub(crate) struct Builder<'a> {
     pub fs: &'a dyn FileSystem,
     pub opts: &'a Options,
     stack: Vec<String>,
+    /// Deprecation warnings, in the order kustomization files were loaded.
+    warnings: Vec<String>,
+}
+
+/// The result of a build: the objects, and the warnings kubectl prints on stderr.
+#[derive(Debug)]
+pub struct Build {
+    pub objects: Vec<Object>,
+    pub warnings: Vec<String>,
 }
 
 /// Builds the kustomization in directory `entry` (relative to the filesystem root).
 pub fn build(fs: &dyn FileSystem, entry: &str, opts: &Options) -> Result<Vec<Object>> {
+    build_with_warnings(fs, entry, opts).map(|b| b.objects)
+}
+
+/// [`build`], also returning the deprecation warnings kustomize reports.
+pub fn build_with_warnings(fs: &dyn FileSystem, entry: &str, opts: &Options) -> Result<Build> {
     let entry = join("", entry)?;
     let mut b = Builder {
         fs,
         opts,
         stack: Vec::new(),
+        warnings: Vec::new(),
     };
     let (k, _) = b.load_kustomization(&entry, opts.generate_missing_kustomization)?;
     let mut acc = Acc::new();
@@ -97,7 +112,10 @@ pub fn build(fs: &dyn FileSystem, entry: &str, opts: &Options) -> Result<Vec<Obj
         ]) != Some("true")
     });
     sort::apply(&mut acc.objs, k.sort_options.as_ref())?;
-    Ok(acc.objs)
+    Ok(Build {
+        objects: acc.objs,
+        warnings: b.warnings,
+    })
 }
 
 /// Reads and parses a YAML file, naming it in errors.
@@ -150,7 +168,7 @@ fn is_remote(p: &str) -> bool {
 impl Builder<'_> {
     /// The kustomization of directory `dir` (or Flux's generated one).
     pub(crate) fn load_kustomization(
-        &self,
+        &mut self,
         dir: &str,
         generate: bool,
     ) -> Result<(Kustomization, String)> {
@@ -171,6 +189,8 @@ impl Builder<'_> {
             let docs = read_yaml(self.fs, &p, self.opts.limits)?;
             let doc = docs.into_iter().next().unwrap_or_else(Node::map);
             let k = Kustomization::from_node(&doc).map_err(|e| e.context(p.clone()))?;
+            self.warnings
+                .extend(k.deprecations.iter().map(|w| w.to_string()));
             return Ok((k, p));
         }
         if generate {

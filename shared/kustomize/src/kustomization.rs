@@ -91,7 +91,37 @@ pub struct Kustomization {
     /// Fields naming features that would run programs or plugins (helm, exec generators,
     /// validators) or replace the built-in schema; the engine refuses them.
     pub unsupported: Vec<String>,
+    /// kustomize's warnings for deprecated fields, in its order.
+    pub deprecations: Vec<&'static str>,
 }
+
+/// Deprecated fields and kustomize's warning for each, in the order kustomize checks them.
+const DEPRECATED: &[(&str, &str)] = &[
+    (
+        "bases",
+        "# Warning: 'bases' is deprecated. Please use 'resources' instead. Run 'kustomize edit fix' to update your Kustomization automatically.",
+    ),
+    (
+        "commonLabels",
+        "# Warning: 'commonLabels' is deprecated. Please use 'labels' instead. Run 'kustomize edit fix' to update your Kustomization automatically.",
+    ),
+    (
+        "imageTags",
+        "# Warning: 'imageTags' is deprecated. Please use 'images' instead. Run 'kustomize edit fix' to update your Kustomization automatically.",
+    ),
+    (
+        "patchesJson6902",
+        "# Warning: 'patchesJson6902' is deprecated. Please use 'patches' instead. Run 'kustomize edit fix' to update your Kustomization automatically.",
+    ),
+    (
+        "patchesStrategicMerge",
+        "# Warning: 'patchesStrategicMerge' is deprecated. Please use 'patches' instead. Run 'kustomize edit fix' to update your Kustomization automatically.",
+    ),
+    (
+        "vars",
+        "# Warning: 'vars' is deprecated. Please use 'replacements' instead. [EXPERIMENTAL] Run 'kustomize edit fix' to update your Kustomization automatically.",
+    ),
+];
 
 const KNOWN: &[&str] = &[
     "apiVersion",
@@ -339,6 +369,11 @@ impl Kustomization {
         k.configurations = str_list(doc, "configurations")?;
         k.transformers = str_list(doc, "transformers")?;
         k.sort_options = doc.get("sortOptions").cloned();
+        for (field, message) in DEPRECATED {
+            if doc.get(field).is_some_and(|n| !n.is_null()) {
+                k.deprecations.push(message);
+            }
+        }
         for f in [
             "helmCharts",
             "helmGlobals",

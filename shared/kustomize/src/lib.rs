@@ -23,7 +23,7 @@ mod transformers;
 mod vars;
 pub mod yaml;
 
-pub use build::{Options, build};
+pub use build::{Build, Options, build, build_with_warnings};
 pub use error::{Error, Result};
 pub use fs::{DiskFs, FileSystem, MemFs};
 pub use resource::Object;

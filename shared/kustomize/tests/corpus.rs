@@ -3,7 +3,7 @@
 
 use std::path::{Path, PathBuf};
 
-use kustomize::{DiskFs, Options, build, print};
+use kustomize::{DiskFs, Options, build_with_warnings, print};
 
 /// Cases known to pass; raised as the engine grows, never lowered.
 const FLOOR: usize = 98;
@@ -45,7 +45,26 @@ fn run_case(dir: &Path) -> Result<(), String> {
         generate_missing_kustomization: case["no_kustomization"].as_bool() == Some(true),
         ..Default::default()
     };
-    let result = build(&fs, entry, &opts).and_then(|objs| print(&objs));
+    let built = build_with_warnings(&fs, entry, &opts);
+    if let Ok(b) = &built {
+        // kubectl's deprecation warnings (its klog info lines are not ours to print).
+        let want: Vec<&str> = case["warnings"]
+            .as_array()
+            .map(|w| {
+                w.iter()
+                    .filter_map(|x| x.as_str())
+                    .filter(|x| x.starts_with("# Warning"))
+                    .collect()
+            })
+            .unwrap_or_default();
+        if want != b.warnings {
+            return Err(format!(
+                "warnings differ: want {want:?}, got {:?}",
+                b.warnings
+            ));
+        }
+    }
+    let result = built.and_then(|b| print(&b.objects));
     if case["expect"].as_str() == Some("error") {
         let want = case["error_contains"].as_str().unwrap_or("");
         return match result {
