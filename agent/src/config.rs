@@ -26,7 +26,7 @@ pub struct AgentConfig {
     /// Where artifacts are served over HTTP, as source-controller does.
     #[arg(long, default_value = "127.0.0.1:9090", value_parser = parse_listen_addr)]
     pub artifact_addr: SocketAddr,
-    /// The fleet server's agent endpoint, e.g. `https://fleet.example.com:8443`.
+    /// The fleet server's agent endpoint, e.g. `wss://fleet.example.com:9443/v1/agent`.
     #[arg(long, requires_all = ["fleet_ca", "cert", "key"])]
     pub fleet: Option<String>,
     /// CA certificate (PEM) the fleet server's certificate is checked against.

@@ -1,25 +1,22 @@
-//! What the agent tells the fleet, and what it does when the fleet asks.
+//! What the agent tells the fleet.
 //!
 //! [`StatusReporter`] watches the Flux objects of the cluster and forwards each one's
 //! readiness, revision and suspension to the [`FleetLink`] as it changes. It reads the
 //! objects from the API, not from the actors, so the fleet sees exactly what `flux get`
 //! and `kubectl` see, whoever wrote the status.
 //!
-//! [`CommandExecutor`] carries out the fleet's commands the way Flux's CLI does: "reconcile
-//! now" sets the `reconcile.fluxcd.io/requestedAt` annotation, suspend and resume set
-//! `spec.suspend`. The actors notice through their own watchers, so a command takes the same
-//! path as a `flux reconcile` typed by hand.
+//! The fleet's commands are carried out by [`crate::fleet_link::KubeExecutor`].
 
 use actix::prelude::*;
 use futures::StreamExt;
-use kube::api::{ApiResource, DynamicObject, Patch, PatchParams};
+use kube::api::{ApiResource, DynamicObject};
 use kube::runtime::WatchStreamExt;
 use kube::runtime::watcher;
 use kube::{Api, Client, ResourceExt};
-use proto::{Command, CommandAction, ObjectRef, ObjectStatus, Readiness};
-use serde_json::{Value, json};
+use proto::{ObjectRef, ObjectStatus, Readiness};
+use serde_json::Value;
 
-use crate::fleet_link::{ExecuteCommand, FleetLink, ObjectRemoved, StatusChanged};
+use crate::fleet_link::{FleetLink, ObjectRemoved, StatusChanged};
 
 /// The Flux kinds reported to the fleet: `(group, version, kind, plural)`.
 pub const REPORTED_KINDS: &[(&str, &str, &str, &str)] = &[
@@ -56,19 +53,6 @@ pub const REPORTED_KINDS: &[(&str, &str, &str, &str)] = &[
         "helmreleases",
     ),
 ];
-
-fn api_resource(kind: &str) -> Option<ApiResource> {
-    REPORTED_KINDS
-        .iter()
-        .find(|(_, _, k, _)| *k == kind)
-        .map(|(group, version, kind, plural)| ApiResource {
-            group: group.to_string(),
-            version: version.to_string(),
-            api_version: format!("{group}/{version}"),
-            kind: kind.to_string(),
-            plural: plural.to_string(),
-        })
-}
 
 /// The fleet's view of one object, read from it as the API serves it.
 pub fn status_of(kind: &str, object: &Value) -> ObjectStatus {
@@ -176,69 +160,10 @@ impl Handler<Observed> for StatusReporter {
     }
 }
 
-/// Carries out the fleet's commands on the cluster.
-pub struct CommandExecutor {
-    client: Client,
-    field_manager: String,
-}
-
-impl CommandExecutor {
-    pub fn new(client: Client, field_manager: impl Into<String>) -> Self {
-        Self {
-            client,
-            field_manager: field_manager.into(),
-        }
-    }
-}
-
-impl Actor for CommandExecutor {
-    type Context = Context<Self>;
-}
-
-/// The merge patch that carries out an action, as `flux reconcile|suspend|resume` writes it.
-pub fn patch_for(action: CommandAction, now: &str) -> Value {
-    match action {
-        CommandAction::ReconcileNow => {
-            json!({"metadata": {"annotations": {api::conditions::annotations::RECONCILE_REQUESTED_AT: now}}})
-        }
-        CommandAction::Suspend => json!({"spec": {"suspend": true}}),
-        CommandAction::Resume => json!({"spec": {"suspend": false}}),
-    }
-}
-
-impl Handler<ExecuteCommand> for CommandExecutor {
-    type Result = ResponseFuture<Result<String, String>>;
-
-    fn handle(
-        &mut self,
-        ExecuteCommand(command): ExecuteCommand,
-        _: &mut Context<Self>,
-    ) -> Self::Result {
-        let client = self.client.clone();
-        // A merge patch, as the Flux CLI uses: it touches only these fields and takes no
-        // ownership of them, so the Kustomization that applied the object keeps it.
-        let params = PatchParams {
-            field_manager: Some(self.field_manager.clone()),
-            ..PatchParams::default()
-        };
-        Box::pin(async move {
-            let Command { action, object, .. } = command;
-            let resource = api_resource(&object.kind)
-                .ok_or_else(|| format!("unsupported kind {}", object.kind))?;
-            let api: Api<DynamicObject> =
-                Api::namespaced_with(client, &object.namespace, &resource);
-            let now = k8s_openapi::jiff::Timestamp::now().to_string();
-            let patch = patch_for(action, &now);
-            api.patch(&object.name, &params, &Patch::Merge(&patch))
-                .await
-                .map_err(|e| format!("{object}: {e}"))?;
-            Ok(format!("{action} requested for {object}"))
-        })
-    }
-}
-
 #[cfg(test)]
 mod tests {
+    use serde_json::json;
+
     use super::*;
 
     #[test]
@@ -266,22 +191,5 @@ mod tests {
         let status = status_of("GitRepository", &object);
         assert_eq!(status.revision.as_deref(), Some("main@sha1:def"));
         assert_eq!(status.ready, Readiness::Unknown);
-    }
-
-    #[test]
-    fn commands_become_the_patches_the_flux_cli_writes() {
-        let reconcile = patch_for(CommandAction::ReconcileNow, "2026-11-21T06:00:00Z");
-        assert_eq!(
-            reconcile["metadata"]["annotations"]["reconcile.fluxcd.io/requestedAt"],
-            "2026-11-21T06:00:00Z"
-        );
-        assert_eq!(
-            patch_for(CommandAction::Suspend, "")["spec"]["suspend"],
-            true
-        );
-        assert_eq!(
-            patch_for(CommandAction::Resume, "")["spec"]["suspend"],
-            false
-        );
     }
 }

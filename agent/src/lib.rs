@@ -10,8 +10,10 @@
 
 pub mod config;
 pub mod context;
+pub mod events;
 pub mod fleet_link;
 pub mod fleet_report;
+pub mod gitrepository;
 pub mod health;
 pub mod hub;
 pub mod kustomization;

@@ -9,15 +9,22 @@ use std::future::Future;
 use std::time::Duration;
 
 use kube::config::{KubeConfigOptions, Kubeconfig};
-use kube::{Client, Config};
+use std::sync::Arc;
+
+use kube::{Api, Client, Config};
 
 use actix::{Actor, Addr};
 
 use crate::config::AgentConfig;
 use crate::context::{AgentContext, FIELD_MANAGER};
+use crate::fleet_link::KubeExecutor;
 use crate::fleet_link::{FleetLink, FleetLinkConfig, FleetLinkError};
-use crate::fleet_report::{CommandExecutor, StatusReporter};
+use crate::fleet_report::StatusReporter;
+use crate::gitrepository::{GitRepositoryActor, SourceDeps};
 use crate::hub::ArtifactHub;
+use crate::kustomization::KustomizationActor;
+use crate::registry::Registry;
+use crate::source::artifact::ArtifactStore;
 use crate::telemetry::{self, Metrics, Readiness, TelemetryError};
 
 /// Why the agent could not start.
@@ -40,6 +47,16 @@ pub enum StartError {
     },
     #[error(transparent)]
     Telemetry(#[from] TelemetryError),
+    /// The artifact server could not listen on `--artifact-addr`.
+    #[error("serving artifacts on {addr}: {source}")]
+    ArtifactServer {
+        addr: std::net::SocketAddr,
+        #[source]
+        source: std::io::Error,
+    },
+    /// The artifact store could not be opened.
+    #[error("artifact store: {0}")]
+    Artifacts(String),
     /// The fleet credentials could not be read or do not name a cluster.
     #[error("fleet connection: {0}")]
     Fleet(#[source] FleetLinkError),
@@ -82,13 +99,37 @@ async fn wait_for_api_server(client: &Client) -> String {
 }
 
 /// Starts one registry per reconciled kind and returns their "listed once" signals.
-fn start_registries(context: &AgentContext) -> Vec<tokio::sync::watch::Receiver<bool>> {
-    let kustomizations =
-        crate::registry::Registry::<crate::kustomization::KustomizationActor>::start(
-            kube::Api::all(context.client.clone()),
-            crate::kustomization::Deps::new(context.clone()),
-        );
-    vec![kustomizations.synced]
+fn start_registries(
+    context: &AgentContext,
+    store: Arc<ArtifactStore>,
+) -> Vec<tokio::sync::watch::Receiver<bool>> {
+    let sources = Registry::<GitRepositoryActor>::start(
+        Api::all(context.client.clone()),
+        SourceDeps {
+            context: context.clone(),
+            store,
+        },
+    );
+    let kustomizations = Registry::<KustomizationActor>::start(
+        Api::all(context.client.clone()),
+        crate::kustomization::Deps::new(context.clone()),
+    );
+    vec![sources.synced, kustomizations.synced]
+}
+
+/// Artifacts kept per source (the newest is served; older ones allow consumers mid-way
+/// through a download to finish).
+const ARTIFACTS_KEPT: usize = 3;
+
+/// The URL consumers reach the artifact server at: the bound address, or loopback when it
+/// listens on every address.
+fn artifact_base_url(bound: std::net::SocketAddr) -> String {
+    let host = if bound.ip().is_unspecified() {
+        "127.0.0.1".to_string()
+    } else {
+        bound.ip().to_string()
+    };
+    format!("http://{host}:{}", bound.port())
 }
 
 /// Connects to the fleet when `--fleet` is given: the link, the status reporter feeding it
@@ -105,8 +146,7 @@ fn start_fleet_link(
     };
     let link_config = FleetLinkConfig::from_files(url, ca, cert, key).map_err(StartError::Fleet)?;
     tracing::info!(fleet = %url, cluster = %link_config.cluster, "connecting to the fleet");
-    let executor =
-        CommandExecutor::new(context.client.clone(), context.field_manager.clone()).start();
+    let executor = KubeExecutor::new(context.client.clone()).start();
     let (link, _status) = FleetLink::new(link_config, Some(executor.recipient()));
     let link = link.start();
     StatusReporter::new(context.client.clone(), link.clone()).start();
@@ -132,6 +172,22 @@ pub async fn run(
     actix_web::rt::spawn(telemetry_server);
     tracing::info!(%metrics_addr, "serving /metrics, /healthz and /readyz");
 
+    let store = Arc::new(
+        ArtifactStore::open(config.storage_dir.join("artifacts"), ARTIFACTS_KEPT)
+            .map_err(|e| StartError::Artifacts(e.to_string()))?,
+    );
+    let (artifact_server, artifact_addr) =
+        crate::source::server::bind(config.artifact_addr, store.clone()).map_err(|source| {
+            StartError::ArtifactServer {
+                addr: config.artifact_addr,
+                source,
+            }
+        })?;
+    let artifact_handle = artifact_server.handle();
+    actix_web::rt::spawn(artifact_server);
+    let artifact_base_url = artifact_base_url(artifact_addr);
+    tracing::info!(%artifact_base_url, "serving artifacts");
+
     let server_version = wait_for_api_server(&client).await;
     tracing::info!(%server_version, "connected to the cluster");
 
@@ -140,20 +196,22 @@ pub async fn run(
         hub: ArtifactHub::default().start(),
         metrics,
         storage_dir: config.storage_dir.clone(),
-        artifact_base_url: format!("http://{}", config.artifact_addr),
+        artifact_base_url,
         field_manager: FIELD_MANAGER.to_string(),
     };
+    // The fleet link first: it does not depend on the Flux CRDs being installed.
+    let _fleet = start_fleet_link(&config, &context)?;
     // Each kind's registry starts here; the agent is ready once every one has listed its
     // objects. Sources first, so that consumers find their artifacts as early as possible.
-    let registries: Vec<tokio::sync::watch::Receiver<bool>> = start_registries(&context);
+    let registries: Vec<tokio::sync::watch::Receiver<bool>> = start_registries(&context, store);
     for mut synced in registries {
         let _ = synced.wait_for(|synced| *synced).await;
     }
     readiness.set_ready();
-    let _fleet = start_fleet_link(&config, &context)?;
 
     shutdown.await;
     tracing::info!("shutting down");
     telemetry_handle.stop(true).await;
+    artifact_handle.stop(true).await;
     Ok(())
 }
