@@ -6,7 +6,9 @@ use std::sync::Mutex;
 use std::time::Duration;
 
 use actix::prelude::*;
-use agent::registry::{Gone, ListChildren, ObjectActor, ObjectKey, Observed, Registry};
+use agent::registry::{
+    Gone, ListChildren, ObjectActor, ObjectKey, Observed, Registry, RegistryHandle,
+};
 use k8s_openapi::api::core::v1::ConfigMap;
 use kube::api::{DeleteParams, PostParams};
 use kube::config::{KubeConfigOptions, Kubeconfig};
@@ -104,17 +106,25 @@ async fn until_noted(journal: &Journal, line: &str) {
     panic!("never noted {line:?}; journal: {:?}", journal.lines());
 }
 
-#[actix::test]
-async fn each_object_gets_one_actor_that_sees_updates_and_deletion() {
+/// kubesim with a registry of [`Recorder`]s watching its `default` ConfigMaps.
+struct Bed {
+    server: kubesim::RunningServer,
+    api: Api<ConfigMap>,
+    journal: Arc<Journal>,
+    handle: RegistryHandle<Recorder>,
+}
+
+async fn start(existing: &[(&str, &str)]) -> Bed {
     let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
     let server = kubesim::Server::start(kubesim::Config::default())
         .await
         .unwrap_or_else(|e| panic!("{e}"));
-    let client = client_for(&server).await;
-    let api: Api<ConfigMap> = Api::namespaced(client, "default");
-    api.create(&PostParams::default(), &config_map("one", "a"))
-        .await
-        .unwrap_or_else(|e| panic!("{e}"));
+    let api: Api<ConfigMap> = Api::namespaced(client_for(&server).await, "default");
+    for (name, value) in existing {
+        api.create(&PostParams::default(), &config_map(name, value))
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+    }
     let journal = Arc::new(Journal::default());
     let mut handle = Registry::<Recorder>::start(api.clone(), journal.clone());
     handle
@@ -122,24 +132,46 @@ async fn each_object_gets_one_actor_that_sees_updates_and_deletion() {
         .wait_for(|synced| *synced)
         .await
         .unwrap_or_else(|e| panic!("{e}"));
-    api.create(&PostParams::default(), &config_map("two", "b"))
-        .await
-        .unwrap_or_else(|e| panic!("{e}"));
-    until_noted(&journal, "create two").await;
-    let mut changed = api.get("one").await.unwrap_or_else(|e| panic!("{e}"));
-    changed
+    Bed {
+        server,
+        api,
+        journal,
+        handle,
+    }
+}
+
+async fn set_value(api: &Api<ConfigMap>, name: &str, value: &str) {
+    let mut object = api.get(name).await.unwrap_or_else(|e| panic!("{e}"));
+    object
         .data
         .get_or_insert_with(Default::default)
-        .insert("value".into(), "c".into());
-    api.replace("one", &PostParams::default(), &changed)
+        .insert("value".into(), value.into());
+    api.replace(name, &PostParams::default(), &object)
         .await
         .unwrap_or_else(|e| panic!("{e}"));
-    until_noted(&journal, "observed one c").await;
-    api.delete("two", &DeleteParams::default())
+}
+
+fn count(journal: &Journal, line: &str) -> usize {
+    journal.lines().iter().filter(|l| *l == line).count()
+}
+
+#[actix::test]
+async fn each_object_gets_one_actor_that_sees_updates_and_deletion() {
+    let bed = start(&[("one", "a")]).await;
+    bed.api
+        .create(&PostParams::default(), &config_map("two", "b"))
         .await
         .unwrap_or_else(|e| panic!("{e}"));
-    until_noted(&journal, "gone two").await;
-    let children = handle
+    until_noted(&bed.journal, "create two").await;
+    set_value(&bed.api, "one", "c").await;
+    until_noted(&bed.journal, "observed one c").await;
+    bed.api
+        .delete("two", &DeleteParams::default())
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    until_noted(&bed.journal, "gone two").await;
+    let children = bed
+        .handle
         .addr
         .send(ListChildren)
         .await
@@ -153,65 +185,37 @@ async fn each_object_gets_one_actor_that_sees_updates_and_deletion() {
         children.contains(&key("one")) && !children.contains(&key("two")),
         "{children:?}"
     );
-    let creations = journal
-        .lines()
-        .iter()
-        .filter(|l| l.starts_with("create one"))
-        .count();
-    assert_eq!(creations, 1, "one actor per object: {:?}", journal.lines());
-    server.shutdown().await;
+    assert_eq!(
+        count(&bed.journal, "create one"),
+        1,
+        "one actor per object: {:?}",
+        bed.journal.lines()
+    );
+    bed.server.shutdown().await;
 }
 
 #[actix::test]
 async fn a_stopped_actor_is_restarted_from_the_latest_object() {
-    let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
-    let server = kubesim::Server::start(kubesim::Config::default())
+    let bed = start(&[]).await;
+    bed.api
+        .create(&PostParams::default(), &config_map("flaky", "ok"))
         .await
         .unwrap_or_else(|e| panic!("{e}"));
-    let client = client_for(&server).await;
-    let api: Api<ConfigMap> = Api::namespaced(client, "default");
-    let journal = Arc::new(Journal::default());
-    let mut handle = Registry::<Recorder>::start(api.clone(), journal.clone());
-    handle
-        .synced
-        .wait_for(|synced| *synced)
-        .await
-        .unwrap_or_else(|e| panic!("{e}"));
-    api.create(&PostParams::default(), &config_map("flaky", "ok"))
-        .await
-        .unwrap_or_else(|e| panic!("{e}"));
-    until_noted(&journal, "create flaky").await;
-    let mut failing = api.get("flaky").await.unwrap_or_else(|e| panic!("{e}"));
-    failing
-        .data
-        .get_or_insert_with(Default::default)
-        .insert("value".into(), "fail".into());
-    api.replace("flaky", &PostParams::default(), &failing)
-        .await
-        .unwrap_or_else(|e| panic!("{e}"));
-    until_noted(&journal, "observed flaky fail").await;
+    until_noted(&bed.journal, "create flaky").await;
+    set_value(&bed.api, "flaky", "fail").await;
+    until_noted(&bed.journal, "observed flaky fail").await;
     // The first restart comes after one second of backoff.
     for _ in 0..200 {
-        if journal
-            .lines()
-            .iter()
-            .filter(|l| *l == "create flaky")
-            .count()
-            == 2
-        {
+        if count(&bed.journal, "create flaky") == 2 {
             break;
         }
         tokio::time::sleep(Duration::from_millis(25)).await;
     }
     assert_eq!(
-        journal
-            .lines()
-            .iter()
-            .filter(|l| *l == "create flaky")
-            .count(),
+        count(&bed.journal, "create flaky"),
         2,
         "{:?}",
-        journal.lines()
+        bed.journal.lines()
     );
-    server.shutdown().await;
+    bed.server.shutdown().await;
 }
