@@ -265,6 +265,35 @@ async fn an_agent_fetches_a_repository_applies_it_and_follows_new_commits() {
     .await;
     assert_eq!(handled.as_deref(), Some("2026-11-21T06:30:00Z"));
 
+    // The repository disappears: the source is not Ready, and retries, while the last good
+    // artifact stays in status and is still served.
+    std::fs::rename(&repo, dir.path().join("moved")).unwrap_or_else(|e| panic!("{e}"));
+    let request = json!({"metadata": {"annotations": {"reconcile.fluxcd.io/requestedAt": "2026-11-21T06:31:00Z"}}});
+    sources
+        .patch("fleet", &PatchParams::default(), &Patch::Merge(&request))
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let failing = until("the fetch to fail", || async {
+        let object = sources.get("fleet").await.ok()?;
+        (ready(&object)?.0 == "False").then_some(object)
+    })
+    .await;
+    let status = failing.status.unwrap_or_default();
+    assert!(
+        status
+            .conditions
+            .iter()
+            .any(|c| c.type_ == "Reconciling" && c.status == "True")
+    );
+    let kept = status
+        .artifact
+        .unwrap_or_else(|| panic!("the last artifact left status"));
+    assert_eq!(kept.revision, format!("main@sha1:{second}"));
+    let response = reqwest::get(&kept.url)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert!(response.status().is_success(), "{}", response.status());
+
     // A URL we cannot fetch from stalls the source, naming the problem.
     apply(
         &client,
