@@ -123,6 +123,7 @@ fn main() {
         .arg(&peer));
 
     let (mut ours, mut theirs) = (Vec::new(), Vec::new());
+    let (mut ours_fetch, mut theirs_fetch) = (Vec::new(), Vec::new());
     for round in 0..ROUNDS {
         fast_import(&bare, COMMITS + round, 1, false, true);
 
@@ -130,6 +131,7 @@ fn main() {
         let resolved = cache
             .fetch(&url, &reference, &Auth::none(), timeout)
             .expect("fetch");
+        ours_fetch.push(start.elapsed());
         let repo = cache.repository().expect("repo");
         let stored = artifact::package(
             &store,
@@ -145,6 +147,7 @@ fn main() {
 
         let start = Instant::now();
         run(git(&peer).args(["fetch", "-q", "origin", "+refs/heads/main:refs/heads/main"]));
+        theirs_fetch.push(start.elapsed());
         let out = dir.path().join("peer.tar.gz");
         run(git(&peer)
             .args(["archive", "--format=tar.gz", "-o"])
@@ -160,6 +163,7 @@ fn main() {
         }
     }
     let (ours, theirs) = (median(ours), median(theirs));
+    let (ours_fetch, theirs_fetch) = (median(ours_fetch), median(theirs_fetch));
     println!("one new commit on {FILES} files / {COMMITS} commits, median of {ROUNDS} rounds:");
     println!(
         "  flotilla (gix fetch + artifact): {:>8.1} ms",
@@ -168,6 +172,11 @@ fn main() {
     println!(
         "  git fetch + git archive:         {:>8.1} ms",
         theirs.as_secs_f64() * 1e3
+    );
+    println!(
+        "    of which fetch: flotilla {:.1} ms, git {:.1} ms",
+        ours_fetch.as_secs_f64() * 1e3,
+        theirs_fetch.as_secs_f64() * 1e3
     );
     println!(
         "  ratio flotilla / git:            {:>8.2}",

@@ -40,6 +40,9 @@ pub enum State {
         failures: u32,
         /// The last good revision, still served while fetching.
         last: Option<String>,
+        /// The spec changed or a reconcile was requested during this fetch: fetch again
+        /// as soon as it ends, since its result may predate the request.
+        again: bool,
     },
     /// The last fetch succeeded; the next one is scheduled.
     Ready {
@@ -110,10 +113,18 @@ pub enum Effect {
 /// object's UID mixed with the generation).
 pub fn step(state: State, event: Event, policy: &Policy, seed: u64) -> (State, Vec<Effect>) {
     use Effect::*;
+    let fetch = |failures, last| {
+        (
+            State::Fetching {
+                failures,
+                last,
+                again: false,
+            },
+            vec![Fetch],
+        )
+    };
     match (state, event) {
-        (State::Suspended { last }, Event::Resume) => {
-            (State::Fetching { failures: 0, last }, vec![Fetch])
-        }
+        (State::Suspended { last }, Event::Resume) => fetch(0, last),
         (s @ State::Suspended { .. }, _) => (s, vec![]),
         (s, Event::Suspend) => (
             State::Suspended {
@@ -121,55 +132,67 @@ pub fn step(state: State, event: Event, policy: &Policy, seed: u64) -> (State, V
             },
             vec![CancelTimer],
         ),
-        // A fetch in flight finishes first; its result is then superseded by a fresh one.
-        (State::Fetching { failures, last }, Event::Fetched { revision }) => {
+
+        (State::Fetching { last, again, .. }, Event::Fetched { revision }) => {
             let mut effects = Vec::new();
             if last.as_deref() != Some(revision.as_str()) {
                 effects.push(Publish {
                     revision: revision.clone(),
                 });
             }
+            if again {
+                effects.push(Fetch);
+                return (
+                    State::Fetching {
+                        failures: 0,
+                        last: Some(revision),
+                        again: false,
+                    },
+                    effects,
+                );
+            }
             effects.push(Schedule(jittered(policy.interval, policy.jitter, seed)));
-            let _ = failures;
             (State::Ready { revision }, effects)
         }
+        (
+            State::Fetching {
+                last, again: true, ..
+            },
+            Event::Failed { .. },
+        ) => fetch(0, last),
         (State::Fetching { last, .. }, Event::Failed { terminal: true }) => {
             (State::Stalled { last }, vec![CancelTimer])
         }
-        (State::Fetching { failures, last }, Event::Failed { terminal: false }) => {
+        (State::Fetching { failures, last, .. }, Event::Failed { terminal: false }) => {
             let failures = failures.saturating_add(1);
-            let delay = backoff(policy, failures, seed);
-            (State::Backoff { failures, last }, vec![Schedule(delay)])
+            (
+                State::Backoff { failures, last },
+                vec![Schedule(backoff(policy, failures, seed))],
+            )
         }
-        (s @ State::Fetching { .. }, _) => (s, vec![]),
-        (s, Event::SpecChanged) => (
+        (
+            State::Fetching { failures, last, .. },
+            Event::SpecChanged | Event::ReconcileRequested,
+        ) => (
             State::Fetching {
-                failures: 0,
-                last: last_revision(&s),
+                failures,
+                last,
+                again: true,
             },
-            vec![Fetch],
+            vec![],
         ),
-        (State::Stalled { last }, Event::ReconcileRequested) => {
-            (State::Fetching { failures: 0, last }, vec![Fetch])
-        }
+        (s @ State::Fetching { .. }, _) => (s, vec![]),
+
+        (s, Event::SpecChanged) => fetch(0, last_revision(&s)),
+        (State::Stalled { last }, Event::ReconcileRequested) => fetch(0, last),
         (s @ State::Stalled { .. }, _) => (s, vec![]),
         (State::Backoff { failures, last }, Event::TimerFired | Event::ReconcileRequested) => {
-            (State::Fetching { failures, last }, vec![Fetch])
+            fetch(failures, last)
         }
-        (State::Ready { revision }, Event::TimerFired | Event::ReconcileRequested) => (
-            State::Fetching {
-                failures: 0,
-                last: Some(revision),
-            },
-            vec![Fetch],
-        ),
-        (State::Idle, Event::TimerFired | Event::ReconcileRequested) => (
-            State::Fetching {
-                failures: 0,
-                last: None,
-            },
-            vec![Fetch],
-        ),
+        (State::Ready { revision }, Event::TimerFired | Event::ReconcileRequested) => {
+            fetch(0, Some(revision))
+        }
+        (State::Idle, Event::TimerFired | Event::ReconcileRequested) => fetch(0, None),
         // Results without a fetch in flight, or Resume when not suspended: nothing to do.
         (s, _) => (s, vec![]),
     }
@@ -284,7 +307,8 @@ mod tests {
             state,
             State::Fetching {
                 failures: 1,
-                last: Some("r1".into())
+                last: Some("r1".into()),
+                again: false
             }
         );
         assert!(matches!(effects[3].as_slice(), [Effect::Schedule(_)]));
@@ -304,7 +328,8 @@ mod tests {
             state,
             State::Fetching {
                 failures: 0,
-                last: None
+                last: None,
+                again: false
             }
         );
     }
@@ -327,7 +352,8 @@ mod tests {
             state,
             State::Fetching {
                 failures: 0,
-                last: Some("r1".into())
+                last: Some("r1".into()),
+                again: false
             }
         );
     }
@@ -355,5 +381,35 @@ mod tests {
         );
         assert!(values.iter().any(|d| *d < base) && values.iter().any(|d| *d > base));
         assert_eq!(jittered(base, 0.0, 42), base);
+    }
+
+    #[test]
+    fn a_spec_change_during_a_fetch_triggers_another_fetch_when_it_ends() {
+        let (state, effects) = run(&[
+            Event::SpecChanged,
+            Event::SpecChanged,
+            Event::Fetched {
+                revision: "r1".into(),
+            },
+            Event::Fetched {
+                revision: "r2".into(),
+            },
+        ]);
+        assert_eq!(effects[1], vec![], "no second fetch in parallel");
+        assert_eq!(
+            effects[2],
+            vec![
+                Effect::Publish {
+                    revision: "r1".into()
+                },
+                Effect::Fetch
+            ]
+        );
+        assert_eq!(
+            state,
+            State::Ready {
+                revision: "r2".into()
+            }
+        );
     }
 }

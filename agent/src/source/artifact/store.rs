@@ -7,6 +7,9 @@
 //! # Guarantees
 //! - A blob appears under its final name only when complete (written to a temporary file
 //!   in the same directory, then renamed), so the HTTP server never serves a partial file.
+//! - Blobs are not fsynced (an fsync per artifact costs more than building it): after a
+//!   crash a blob may be truncated, which [`ArtifactStore::verify`] detects, and consumers
+//!   check the digest anyway, as Flux's do.
 //! - The newest artifact of every source survives garbage collection, whatever happens to
 //!   later fetches: a failing source keeps serving its last good artifact.
 
@@ -170,9 +173,6 @@ impl ArtifactStore {
             .lock
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
-        temp.as_file()
-            .sync_all()
-            .map_err(|e| Error::io("syncing", &final_path, e))?;
         temp.persist(&final_path)
             .map_err(|e| Error::io("storing", &final_path, e.error))?;
         let mut history = self.read_history(source)?;
@@ -182,6 +182,22 @@ impl ArtifactStore {
         self.write_history(source, &history)?;
         self.collect_garbage_locked()?;
         Ok(artifact)
+    }
+
+    /// Re-hashes a stored blob: `Ok(false)` if it is missing or its bytes no longer match
+    /// the digest (e.g. truncated by a crash), so the caller rebuilds it.
+    pub fn verify(&self, artifact: &StoredArtifact) -> Result<bool> {
+        let Some(path) = self.blob_path(&artifact.digest) else {
+            return Err(Error::InvalidDigest(artifact.digest.clone()));
+        };
+        let mut file = match std::fs::File::open(&path) {
+            Ok(file) => file,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(false),
+            Err(e) => return Err(Error::io("opening", &path, e)),
+        };
+        let mut hasher = Sha256::new();
+        std::io::copy(&mut file, &mut hasher).map_err(|e| Error::io("reading", &path, e))?;
+        Ok(format!("sha256:{:x}", hasher.finalize()) == artifact.digest)
     }
 
     /// The artifacts of `source`, newest first.
@@ -372,6 +388,19 @@ mod tests {
             "collected once unreferenced"
         );
         assert_eq!(store.latest(&a).expect("latest").map(|x| x.size), Some(5));
+    }
+
+    #[test]
+    fn verification_detects_a_truncated_blob() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = ArtifactStore::open(dir.path(), 2).expect("store");
+        let key = SourceKey::new("gitrepository", "default", "app").expect("key");
+        let artifact = put(&store, &key, b"complete content");
+        assert!(store.verify(&artifact).expect("verify"));
+        std::fs::write(dir.path().join(&artifact.path), b"compl").expect("truncate");
+        assert!(!store.verify(&artifact).expect("verify"));
+        std::fs::remove_file(dir.path().join(&artifact.path)).expect("rm");
+        assert!(!store.verify(&artifact).expect("verify"));
     }
 
     #[test]

@@ -66,6 +66,10 @@ impl GitCache {
             gix::init_bare(&self.dir)
                 .map_err(|e| self.cache_error("initialising a bare repository", e))?;
         }
+        // Git's own default delta-base cache; unset (isolated), gix resolves every delta
+        // chain from scratch and archiving a tree gets about three times slower.
+        let mut overrides = overrides;
+        overrides.push("core.deltaBaseCacheLimit=96m".to_owned());
         let options = gix::open::Options::isolated().config_overrides(overrides);
         gix::open_opts(&self.dir, options)
             .map_err(|e| self.cache_error("opening the repository", e))
