@@ -337,3 +337,43 @@ fn https_is_trusted_through_the_secret_ca_certificate() {
     .expect_err("unknown CA");
     assert!(!err.is_terminal(), "{err}");
 }
+
+#[test]
+fn an_encrypted_ssh_key_is_unlocked_with_the_secret_password() {
+    let origin = Origin::new(&[("app.yaml", "v: 1\n")]);
+    let sshd = support::sshd();
+    let url = format!(
+        "ssh://{}@127.0.0.1:{}{}",
+        sshd.user,
+        sshd.server.port,
+        origin.bare.display()
+    );
+    let secret = |password: &str| {
+        let data: std::collections::BTreeMap<String, Vec<u8>> = [
+            ("identity", sshd.encrypted_identity.clone()),
+            ("known_hosts", sshd.known_hosts.clone()),
+            ("password", password.as_bytes().to_vec()),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_owned(), v))
+        .collect();
+        Auth::from_secret_data(&data).expect("valid secret")
+    };
+    let (_dir, cache) = new_cache();
+    let revision = fetch(
+        &cache,
+        &url,
+        &main_branch(),
+        &secret(support::ENCRYPTED_KEY_PASSPHRASE),
+    )
+    .expect("fetch with an encrypted key");
+    assert_eq!(revision, format!("main@sha1:{}", origin.head()));
+
+    let (_dir2, cache2) = new_cache();
+    let err = fetch(&cache2, &url, &main_branch(), &secret("not-the-passphrase"))
+        .expect_err("bad passphrase");
+    assert!(
+        !agent::source::git::error_chain(&err).contains("not-the-passphrase"),
+        "{err}"
+    );
+}

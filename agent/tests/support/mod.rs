@@ -329,10 +329,15 @@ pub struct Sshd {
     pub server: Server,
     pub user: String,
     pub identity: Vec<u8>,
+    /// A second authorized key, encrypted with [`ENCRYPTED_KEY_PASSPHRASE`].
+    pub encrypted_identity: Vec<u8>,
     pub known_hosts: Vec<u8>,
     /// A known_hosts line for a different key, to test host-key verification.
     pub wrong_known_hosts: Vec<u8>,
 }
+
+/// The passphrase of [`Sshd::encrypted_identity`].
+pub const ENCRYPTED_KEY_PASSPHRASE: &str = "key-passphrase-77";
 
 pub fn sshd() -> Sshd {
     let dir = tempfile::tempdir().expect("tempdir");
@@ -345,7 +350,24 @@ pub fn sshd() -> Sshd {
     keygen("host_key");
     keygen("client_key");
     keygen("other_key");
-    std::fs::copy(d.join("client_key.pub"), d.join("authorized_keys")).expect("authorized_keys");
+    run(Command::new("ssh-keygen")
+        .args([
+            "-q",
+            "-t",
+            "ed25519",
+            "-N",
+            ENCRYPTED_KEY_PASSPHRASE,
+            "-C",
+            "encrypted",
+            "-f",
+        ])
+        .arg(d.join("encrypted_key")));
+    let authorized = [
+        std::fs::read_to_string(d.join("client_key.pub")).expect("client key"),
+        std::fs::read_to_string(d.join("encrypted_key.pub")).expect("encrypted key"),
+    ]
+    .concat();
+    std::fs::write(d.join("authorized_keys"), authorized).expect("authorized_keys");
     let port = free_port();
     let user = run(Command::new("id").arg("-un"));
     let conf = format!(
@@ -381,6 +403,7 @@ PermitRootLogin prohibit-password\nPidFile {d}/sshd.pid\nLogLevel ERROR\n",
     };
     Sshd {
         identity: std::fs::read(d.join("client_key")).expect("identity"),
+        encrypted_identity: std::fs::read(d.join("encrypted_key")).expect("encrypted identity"),
         known_hosts: entry(&host_pub),
         wrong_known_hosts: entry(&other_pub),
         user,
