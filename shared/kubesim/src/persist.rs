@@ -21,6 +21,13 @@ const LOG_NAME: &str = "kubesim.jsonl";
 pub struct Log {
     path: PathBuf,
     file: File,
+    /// Size of the snapshot the log starts with.
+    snapshot: u64,
+    /// Bytes appended since.
+    appended: u64,
+    /// Set when a compaction replaced the file but it could not be reopened: appends would go
+    /// to the unlinked old file, so they fail instead.
+    detached: bool,
 }
 
 /// What was recovered from a data directory.
@@ -87,23 +94,7 @@ pub fn open(dir: &Path) -> Result<Recovered> {
             }
         }
     }
-    // Compact: write the live objects to a new file and atomically replace the log.
-    let tmp = dir.join(format!("{LOG_NAME}.tmp"));
-    {
-        let mut f = File::create(&tmp).map_err(io_err(&tmp))?;
-        let mut buf = Vec::new();
-        writeln!(buf, "{}", json!({"op": "rv", "rv": rv})).map_err(io_err(&tmp))?;
-        for (key, obj) in &objects {
-            let line = json!({"op": "put", "rv": rv, "key": key, "object": &**obj});
-            writeln!(buf, "{line}").map_err(io_err(&tmp))?;
-        }
-        f.write_all(&buf).map_err(io_err(&tmp))?;
-        f.sync_all().map_err(io_err(&tmp))?;
-    }
-    std::fs::rename(&tmp, &path).map_err(io_err(&path))?;
-    File::open(dir)
-        .and_then(|d| d.sync_all())
-        .map_err(io_err(dir))?;
+    let snapshot = write_snapshot(dir, &path, rv, &objects)?;
     let file = OpenOptions::new()
         .append(true)
         .open(&path)
@@ -111,15 +102,57 @@ pub fn open(dir: &Path) -> Result<Recovered> {
     Ok(Recovered {
         rv,
         objects,
-        log: Log { path, file },
+        log: Log {
+            path,
+            file,
+            snapshot,
+            appended: 0,
+            detached: false,
+        },
     })
 }
 
+/// Writes the live objects to a new file and atomically replaces the log with it; returns its
+/// size.
+fn write_snapshot(
+    dir: &Path,
+    path: &Path,
+    rv: u64,
+    objects: &BTreeMap<Key, Arc<Value>>,
+) -> Result<u64> {
+    let tmp = dir.join(format!("{LOG_NAME}.tmp"));
+    let mut buf = Vec::new();
+    writeln!(buf, "{}", json!({"op": "rv", "rv": rv})).map_err(io_err(&tmp))?;
+    for (key, obj) in objects {
+        let line = json!({"op": "put", "rv": rv, "key": key, "object": &**obj});
+        writeln!(buf, "{line}").map_err(io_err(&tmp))?;
+    }
+    {
+        let mut f = File::create(&tmp).map_err(io_err(&tmp))?;
+        f.write_all(&buf).map_err(io_err(&tmp))?;
+        f.sync_all().map_err(io_err(&tmp))?;
+    }
+    std::fs::rename(&tmp, path).map_err(io_err(path))?;
+    File::open(dir)
+        .and_then(|d| d.sync_all())
+        .map_err(io_err(dir))?;
+    Ok(buf.len() as u64)
+}
+
+/// The log is rewritten once appends exceed this and four times the last snapshot.
+const COMPACT_AFTER: u64 = 64 * 1024 * 1024;
+
 impl Log {
     fn append(&mut self, rec: &Value) -> std::io::Result<()> {
+        if self.detached {
+            return Err(std::io::Error::other(
+                "the log could not be reopened after compaction",
+            ));
+        }
         let mut line = serde_json::to_vec(rec)?;
         line.push(b'\n');
         self.file.write_all(&line)?;
+        self.appended += line.len() as u64;
         self.file.sync_data()
     }
 
@@ -137,11 +170,69 @@ impl Log {
     pub fn path(&self) -> &Path {
         &self.path
     }
+
+    /// Whether the log has grown enough to be rewritten as a snapshot.
+    pub fn wants_compaction(&self) -> bool {
+        self.appended > COMPACT_AFTER.max(4 * self.snapshot)
+    }
+
+    /// Rewrites the log as a snapshot of `objects` at `rv` (a crash in between leaves either
+    /// the old log or the new snapshot, both complete).
+    pub fn compact(&mut self, rv: u64, objects: &BTreeMap<Key, Arc<Value>>) -> Result<()> {
+        let dir = self
+            .path
+            .parent()
+            .map(Path::to_path_buf)
+            .unwrap_or_default();
+        self.snapshot = write_snapshot(&dir, &self.path, rv, objects)?;
+        match OpenOptions::new().append(true).open(&self.path) {
+            Ok(f) => {
+                self.file = f;
+                self.appended = 0;
+                Ok(())
+            }
+            Err(source) => {
+                self.detached = true;
+                Err(Error::Persist {
+                    path: self.path.clone(),
+                    source,
+                })
+            }
+        }
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn compaction_keeps_exactly_the_live_objects() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let mut rec = open(dir.path()).expect("open");
+        let (a, b) = (
+            Key::new("", "configmaps", "ns", "a"),
+            Key::new("", "configmaps", "ns", "b"),
+        );
+        rec.log
+            .append_put(2, &a, &json!({"metadata": {"name": "a"}}))
+            .expect("put a");
+        rec.log
+            .append_put(3, &b, &json!({"metadata": {"name": "b"}}))
+            .expect("put b");
+        rec.log.append_delete(4, &a).expect("delete a");
+        let live: BTreeMap<Key, Arc<Value>> =
+            [(b.clone(), Arc::new(json!({"metadata": {"name": "b"}})))].into();
+        rec.log.compact(4, &live).expect("compact");
+        rec.log
+            .append_put(5, &a, &json!({"metadata": {"name": "a2"}}))
+            .expect("put after");
+        drop(rec);
+        let back = open(dir.path()).expect("reopen");
+        assert_eq!(back.rv, 5);
+        assert_eq!(back.objects.len(), 2);
+        assert_eq!(back.objects[&a]["metadata"]["name"], "a2");
+    }
 
     #[test]
     fn a_torn_last_record_is_dropped_and_earlier_writes_survive() {

@@ -296,6 +296,7 @@ impl State {
         }
         self.rv = rv;
         let obj = Arc::new(obj);
+        self.maybe_compact_after(&key, &obj);
         let prev = self.objects.insert(key.clone(), obj.clone());
         if let Some(p) = &prev {
             index(self.indexes(), &key, p, false);
@@ -340,6 +341,20 @@ impl State {
             prev: None,
         });
         Ok(Some(last))
+    }
+
+    /// Rewrites an overgrown log (the write at hand is already durable in it).
+    fn maybe_compact_after(&mut self, key: &Key, obj: &Arc<Value>) {
+        let Some(log) = &mut self.log else { return };
+        if !log.wants_compaction() {
+            return;
+        }
+        // The snapshot must include the write just appended, which is not in the map yet.
+        let mut objects = self.objects.clone();
+        objects.insert(key.clone(), obj.clone());
+        if let Err(e) = log.compact(self.rv, &objects) {
+            tracing::warn!(error = %e, "kubesim: log compaction failed; appending continues");
+        }
     }
 
     fn emit(&mut self, ev: Event) {
