@@ -5,7 +5,7 @@ use std::sync::{Arc, OnceLock};
 
 use crate::error::{Error, Result};
 use crate::resource::Gvk;
-use crate::yaml::{Limits, Node, parse_documents};
+use crate::yaml::Node;
 
 /// One field of some kinds.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -162,19 +162,75 @@ impl TransformerConfig {
             .clone()
     }
 
-    /// kustomize's builtin configuration.
+    /// kustomize's builtin configuration, loaded from `builtin/fieldspecs.tsv` (generated from
+    /// `builtin/fieldspecs.yaml` by `tools/gen_fieldspecs.py`).
     pub fn defaults() -> &'static TransformerConfig {
         static DEFAULTS: OnceLock<TransformerConfig> = OnceLock::new();
-        DEFAULTS.get_or_init(|| {
-            let docs = parse_documents(include_str!("builtin/fieldspecs.yaml"), Limits::default())
-                .unwrap_or_default();
-            docs.into_iter()
-                .flatten()
-                .next()
-                .map(|d| TransformerConfig::from_node(&d))
-                .unwrap_or_default()
-        })
+        DEFAULTS.get_or_init(|| parse_tsv(include_str!("builtin/fieldspecs.tsv")))
     }
+}
+
+fn parse_tsv(text: &str) -> TransformerConfig {
+    let mut c = TransformerConfig::default();
+    let field = |s: &str| {
+        if s == "-" {
+            String::new()
+        } else {
+            s.to_string()
+        }
+    };
+    for line in text.lines() {
+        let cols: Vec<&str> = line.split('\t').collect();
+        match cols.as_slice() {
+            ["S", section, g, v, k, path, create] => {
+                let fs = FieldSpec {
+                    gvk: Gvk {
+                        group: field(g),
+                        version: field(v),
+                        kind: field(k),
+                    },
+                    path: path.to_string(),
+                    create: *create == "1",
+                };
+                let list = match *section {
+                    "namePrefix" => &mut c.name_prefix,
+                    "nameSuffix" => &mut c.name_suffix,
+                    "namespace" => &mut c.namespace,
+                    "commonLabels" => &mut c.common_labels,
+                    "templateLabels" => &mut c.template_labels,
+                    "commonAnnotations" => &mut c.common_annotations,
+                    "varReference" => &mut c.var_reference,
+                    "images" => &mut c.images,
+                    "replicas" => &mut c.replicas,
+                    _ => continue,
+                };
+                list.push(fs);
+            }
+            ["N", g, v, k] => c.name_reference.push(NameBackRef {
+                gvk: Gvk {
+                    group: field(g),
+                    version: field(v),
+                    kind: field(k),
+                },
+                referrers: Vec::new(),
+            }),
+            ["R", g, v, k, path, create] => {
+                if let Some(b) = c.name_reference.last_mut() {
+                    b.referrers.push(FieldSpec {
+                        gvk: Gvk {
+                            group: field(g),
+                            version: field(v),
+                            kind: field(k),
+                        },
+                        path: path.to_string(),
+                        create: *create == "1",
+                    });
+                }
+            }
+            _ => {}
+        }
+    }
+    c
 }
 
 /// Splits a field-spec path on `/`, keeping bracketed parts (`[a/b]`) whole.
@@ -277,6 +333,25 @@ fn walk(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::yaml::Limits;
+
+    #[test]
+    fn the_generated_table_matches_the_kustomize_yaml_it_came_from() {
+        let docs = crate::yaml::parse_documents(
+            include_str!("builtin/fieldspecs.yaml"),
+            Limits::default(),
+        )
+        .expect("yaml");
+        let from_yaml = TransformerConfig::from_node(docs[0].as_ref().expect("doc"));
+        let d = TransformerConfig::defaults();
+        assert_eq!(d.common_labels, from_yaml.common_labels);
+        assert_eq!(d.namespace, from_yaml.namespace);
+        assert_eq!(d.var_reference, from_yaml.var_reference);
+        assert_eq!(d.name_reference.len(), from_yaml.name_reference.len());
+        for (a, b) in d.name_reference.iter().zip(&from_yaml.name_reference) {
+            assert_eq!((&a.gvk, &a.referrers), (&b.gvk, &b.referrers));
+        }
+    }
 
     #[test]
     fn defaults_hold_every_builtin_transformer() {

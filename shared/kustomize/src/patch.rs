@@ -20,7 +20,7 @@ enum Sch<'a> {
 fn child<'a>(s: Sch<'a>, field: &str) -> Sch<'a> {
     let Sch::Def(d) = s else { return Sch::None };
     match Schema::get().field(d, field) {
-        Some(f) if f.kind == b'o' => f.reference.as_deref().map(Sch::Def).unwrap_or(Sch::None),
+        Some(f) if f.kind == b'o' => f.reference.map(Sch::Def).unwrap_or(Sch::None),
         Some(f) if f.kind == b'a' => Sch::List(f),
         _ => Sch::None,
     }
@@ -150,11 +150,7 @@ fn merge(dest: Option<Node>, src: Option<Node>, s: Sch, depth: usize) -> Result<
                 });
             }
             let Sch::List(field) = s else { return Ok(dest) };
-            let elem = field
-                .reference
-                .as_deref()
-                .map(Sch::Def)
-                .unwrap_or(Sch::None);
+            let elem = field.reference.map(Sch::Def).unwrap_or(Sch::None);
             let Some(mut o) = src else { return Ok(dest) };
             if tagged_null(&o) {
                 return Ok(None);
@@ -217,7 +213,7 @@ fn matches_values(e: &Node, keys: &[String], values: &[String]) -> bool {
 fn merge_assoc(
     mut dest: Vec<Node>,
     src: Vec<Node>,
-    keys: &[String],
+    keys: &[&str],
     elem: Sch,
     depth: usize,
 ) -> Result<Vec<Node>> {
@@ -243,7 +239,7 @@ fn merge_assoc(
             .ok_or_else(|| Error::msg("no merge key found for field"))?;
         vec![k.to_string()]
     } else {
-        keys.to_vec()
+        keys.iter().map(|k| k.to_string()).collect()
     };
     let mut values: Vec<Vec<String>> = Vec::new();
     for e in src.iter().chain(dest.iter()) {

@@ -1,8 +1,11 @@
 //! Strategic-merge metadata of built-in Kubernetes types (merge keys and patch strategies),
-//! loaded from the checked-in table `builtin/schema.tsv` (see `tools/gen_schema.py`).
+//! from the checked-in table `builtin/schema.tsv` (see `tools/gen_schema.py`). The table is
+//! indexed once, borrowing its text, so a short-lived process pays little for it.
 
 use std::collections::HashMap;
 use std::sync::OnceLock;
+
+const TABLE: &str = include_str!("builtin/schema.tsv");
 
 /// One field of a definition.
 #[derive(Debug)]
@@ -10,15 +13,17 @@ pub struct Field {
     /// `o` object, `a` array, `s` scalar with patch metadata.
     pub kind: u8,
     /// The definition of the object, or of the array's elements.
-    pub reference: Option<String>,
-    pub strategy: String,
-    pub keys: Vec<String>,
+    pub reference: Option<&'static str>,
+    pub strategy: &'static str,
+    pub keys: Vec<&'static str>,
 }
 
 #[derive(Debug, Default)]
 pub struct Schema {
-    types: HashMap<(String, String), String>,
-    defs: HashMap<String, HashMap<String, Field>>,
+    /// apiVersion, then kind, to definition.
+    types: HashMap<&'static str, HashMap<&'static str, &'static str>>,
+    /// Definition, then field name, to the field.
+    defs: HashMap<&'static str, HashMap<&'static str, Field>>,
 }
 
 impl Schema {
@@ -26,35 +31,27 @@ impl Schema {
         static S: OnceLock<Schema> = OnceLock::new();
         S.get_or_init(|| {
             let mut s = Schema::default();
-            let mut cur: Option<String> = None;
-            for line in include_str!("builtin/schema.tsv").lines() {
-                let cols: Vec<&str> = line.split('\t').collect();
+            let mut cur: Option<&'static str> = None;
+            for line in TABLE.lines() {
+                let cols: Vec<&'static str> = line.split('\t').collect();
                 match cols.as_slice() {
                     ["K", av, kind, def] => {
-                        s.types
-                            .insert((av.to_string(), kind.to_string()), def.to_string());
+                        s.types.entry(av).or_default().insert(kind, def);
                     }
-                    ["D", def] => cur = Some(def.to_string()),
+                    ["D", def] => cur = Some(def),
                     ["F", name, kind, reference, strategy, keys] => {
-                        if let Some(d) = &cur {
+                        if let Some(d) = cur {
                             let f = Field {
                                 kind: kind.as_bytes().first().copied().unwrap_or(b's'),
-                                reference: (*reference != "-").then(|| reference.to_string()),
-                                strategy: if *strategy == "-" {
-                                    String::new()
-                                } else {
-                                    strategy.to_string()
-                                },
+                                reference: (*reference != "-").then_some(*reference),
+                                strategy: if *strategy == "-" { "" } else { strategy },
                                 keys: if *keys == "-" {
                                     Vec::new()
                                 } else {
-                                    keys.split(',').map(str::to_string).collect()
+                                    keys.split(',').collect()
                                 },
                             };
-                            s.defs
-                                .entry(d.clone())
-                                .or_default()
-                                .insert(name.to_string(), f);
+                            s.defs.entry(d).or_default().insert(name, f);
                         }
                     }
                     _ => {}
@@ -65,10 +62,8 @@ impl Schema {
     }
 
     /// The definition of a top-level type.
-    pub fn type_def(&self, api_version: &str, kind: &str) -> Option<&str> {
-        self.types
-            .get(&(api_version.to_string(), kind.to_string()))
-            .map(String::as_str)
+    pub fn type_def(&self, api_version: &str, kind: &str) -> Option<&'static str> {
+        self.types.get(api_version)?.get(kind).copied()
     }
 
     pub fn field(&self, def: &str, name: &str) -> Option<&Field> {
@@ -84,19 +79,16 @@ mod tests {
     fn pod_spec_containers_merge_by_name() {
         let s = Schema::get();
         let d = s.type_def("apps/v1", "Deployment").expect("deployment");
-        let spec = s
-            .field(d, "spec")
-            .and_then(|f| f.reference.clone())
-            .expect("spec");
+        let spec = s.field(d, "spec").and_then(|f| f.reference).expect("spec");
         let tmpl = s
-            .field(&spec, "template")
-            .and_then(|f| f.reference.clone())
+            .field(spec, "template")
+            .and_then(|f| f.reference)
             .expect("template");
         let pspec = s
-            .field(&tmpl, "spec")
-            .and_then(|f| f.reference.clone())
+            .field(tmpl, "spec")
+            .and_then(|f| f.reference)
             .expect("pod spec");
-        let c = s.field(&pspec, "containers").expect("containers");
+        let c = s.field(pspec, "containers").expect("containers");
         assert_eq!(c.strategy, "merge");
         assert_eq!(c.keys, ["name"]);
     }
