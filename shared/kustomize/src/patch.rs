@@ -129,8 +129,11 @@ fn merge(dest: Option<Node>, src: Option<Node>, s: Sch, depth: usize) -> Result<
             }
             names.sort();
             for f in names {
-                let dv = d.get(&f).cloned();
-                let ov = o.get(&f).cloned();
+                // Take the field out (its slot keeps its place) rather than copying the subtree.
+                let dv = d
+                    .get_mut(&f)
+                    .map(|slot| std::mem::replace(slot, Node::null()));
+                let ov = o.remove(&f);
                 match merge(dv, ov, child(s, &f), depth + 1)? {
                     Some(v) => d.set(&f, v),
                     None => {
