@@ -156,13 +156,27 @@ pub fn free_port() -> u16 {
         .port()
 }
 
-/// Waits until something accepts connections on `port`, or panics with `what` after 20s.
-fn wait_for_port(port: u16, child: &mut Child, what: &str) {
+/// Starts a server with `spawn(port)` on a free port, retrying on another port if the
+/// child exits before listening (another test may have taken the port in between).
+fn spawn_listening(what: &str, mut spawn: impl FnMut(u16) -> Child) -> (Child, u16) {
+    for _ in 0..5 {
+        let port = free_port();
+        let mut child = spawn(port);
+        if wait_for_port(port, &mut child, what) {
+            return (child, port);
+        }
+    }
+    panic!("{what} exited before listening, on five different ports");
+}
+
+/// Waits until something accepts connections on `port`: `false` if the child exited
+/// first; panics after 20s.
+fn wait_for_port(port: u16, child: &mut Child, what: &str) -> bool {
     let deadline = Instant::now() + Duration::from_secs(20);
     let addr = SocketAddr::from(([127, 0, 0, 1], port));
     while TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_err() {
-        if let Ok(Some(status)) = child.try_wait() {
-            panic!("{what} exited with {status} before listening");
+        if let Ok(Some(_)) = child.try_wait() {
+            return false;
         }
         assert!(
             Instant::now() < deadline,
@@ -170,6 +184,7 @@ fn wait_for_port(port: u16, child: &mut Child, what: &str) {
         );
         std::thread::sleep(Duration::from_millis(25));
     }
+    true
 }
 
 /// A child process killed on drop.
@@ -195,24 +210,24 @@ impl Drop for Server {
 
 /// `git daemon` serving every repository under `root`, with push enabled.
 pub fn git_daemon(root: &Path) -> Server {
-    let port = free_port();
     // Run git-daemon itself: `git daemon` would fork it, and killing `git` would leave it up.
     let daemon = format!("{}/git-daemon", run(Command::new("git").arg("--exec-path")));
-    let mut child = Command::new(daemon)
-        .args([
-            "--reuseaddr",
-            "--export-all",
-            "--enable=receive-pack",
-            "--listen=127.0.0.1",
-        ])
-        .arg(format!("--port={port}"))
-        .arg(format!("--base-path={}", root.display()))
-        .arg(root)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("git daemon");
-    wait_for_port(port, &mut child, "git daemon");
+    let (child, port) = spawn_listening("git daemon", |port| {
+        Command::new(&daemon)
+            .args([
+                "--reuseaddr",
+                "--export-all",
+                "--enable=receive-pack",
+                "--listen=127.0.0.1",
+            ])
+            .arg(format!("--port={port}"))
+            .arg(format!("--base-path={}", root.display()))
+            .arg(root)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("git daemon")
+    });
     Server {
         child,
         port,
@@ -272,15 +287,16 @@ fn lighttpd_with(
     dir: tempfile::TempDir,
     extra: &str,
 ) -> Server {
-    let port = free_port();
     let backend = format!(
         "{}/git-http-backend",
         run(Command::new("git").arg("--exec-path"))
     );
     std::fs::write(dir.path().join("users"), format!("{user}:{password}\n")).expect("users");
     std::fs::create_dir_all(dir.path().join("www")).expect("www");
-    let conf = format!(
-        r#"server.modules = ("mod_access", "mod_alias", "mod_auth", "mod_authn_file", "mod_setenv", "mod_cgi")
+    let conf_path = dir.path().join("lighttpd.conf");
+    let (child, port) = spawn_listening("lighttpd", |port| {
+        let conf = format!(
+            r#"server.modules = ("mod_access", "mod_alias", "mod_auth", "mod_authn_file", "mod_setenv", "mod_cgi")
 server.document-root = "{www}"
 server.bind = "127.0.0.1"
 server.port = {port}
@@ -301,21 +317,20 @@ $HTTP["url"] =~ "^/bearer/" {{
   }}
 }}
 {extra}"#,
-        www = dir.path().join("www").display(),
-        dir = dir.path().display(),
-        root = root.display(),
-    );
-    let conf_path = dir.path().join("lighttpd.conf");
-    std::fs::write(&conf_path, conf).expect("conf");
-    let mut child = Command::new("lighttpd")
-        .arg("-D")
-        .arg("-f")
-        .arg(&conf_path)
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("lighttpd (apt-get install lighttpd)");
-    wait_for_port(port, &mut child, "lighttpd");
+            www = dir.path().join("www").display(),
+            dir = dir.path().display(),
+            root = root.display(),
+        );
+        std::fs::write(&conf_path, conf).expect("conf");
+        Command::new("lighttpd")
+            .arg("-D")
+            .arg("-f")
+            .arg(&conf_path)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("lighttpd (apt-get install lighttpd)")
+    });
     Server {
         child,
         port,
@@ -368,29 +383,29 @@ pub fn sshd() -> Sshd {
     ]
     .concat();
     std::fs::write(d.join("authorized_keys"), authorized).expect("authorized_keys");
-    let port = free_port();
     let user = run(Command::new("id").arg("-un"));
-    let conf = format!(
-        "Port {port}\nListenAddress 127.0.0.1\nHostKey {d}/host_key\nAuthorizedKeysFile {d}/authorized_keys\n\
-PasswordAuthentication no\nKbdInteractiveAuthentication no\nUsePAM no\nStrictModes no\n\
-PermitRootLogin prohibit-password\nPidFile {d}/sshd.pid\nLogLevel ERROR\n",
-        d = d.display()
-    );
-    std::fs::write(d.join("sshd_config"), conf).expect("sshd_config");
     // Debian's sshd insists on its privilege-separation directory.
     let _ = std::fs::create_dir_all("/run/sshd");
     let sshd = ["/usr/sbin/sshd", "/usr/bin/sshd"]
         .into_iter()
         .find(|p| Path::new(p).exists())
         .unwrap_or("sshd");
-    let mut child = Command::new(sshd)
-        .args(["-D", "-e", "-f"])
-        .arg(d.join("sshd_config"))
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("sshd (apt-get install openssh-server)");
-    wait_for_port(port, &mut child, "sshd");
+    let (child, port) = spawn_listening("sshd", |port| {
+        let conf = format!(
+            "Port {port}\nListenAddress 127.0.0.1\nHostKey {d}/host_key\nAuthorizedKeysFile {d}/authorized_keys\n\
+PasswordAuthentication no\nKbdInteractiveAuthentication no\nUsePAM no\nStrictModes no\n\
+PermitRootLogin prohibit-password\nPidFile {d}/sshd.pid\nLogLevel ERROR\n",
+            d = d.display()
+        );
+        std::fs::write(d.join("sshd_config"), conf).expect("sshd_config");
+        Command::new(sshd)
+            .args(["-D", "-e", "-f"])
+            .arg(d.join("sshd_config"))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("sshd (apt-get install openssh-server)")
+    });
     let host_pub = std::fs::read_to_string(d.join("host_key.pub")).expect("host key");
     let other_pub = std::fs::read_to_string(d.join("other_key.pub")).expect("other key");
     let entry = |key: &str| {
