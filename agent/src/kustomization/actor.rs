@@ -30,7 +30,7 @@ use std::time::Duration;
 use actix::prelude::*;
 use api::conditions::annotations;
 use api::kustomize::Kustomization;
-use kube::{Api, Resource, ResourceExt};
+use kube::{Resource, ResourceExt};
 
 use super::reconcile::{self, Deps, Outcome};
 use crate::hub::{ArtifactReady, Latest, SourceRef, Subscribe, Unsubscribe};
@@ -199,21 +199,7 @@ impl KustomizationActor {
         let seen = self.object.clone();
         let artifact = self.artifact.clone();
         // Its own task: a panic ends the task only, and is seen here as a join error.
-        let task = actix::spawn(async move {
-            let api: Api<Kustomization> = Api::namespaced(
-                deps.context.client.clone(),
-                &seen.namespace().unwrap_or_default(),
-            );
-            let object = match api.get_opt(&seen.name_any()).await {
-                Ok(Some(latest)) => Arc::new(latest),
-                Ok(None) => return Outcome::Finalized,
-                Err(error) => {
-                    tracing::warn!(name = %seen.name_any(), %error, "reading the Kustomization failed");
-                    return Outcome::Retry;
-                }
-            };
-            reconcile::reconcile(&deps, object, artifact).await
-        });
+        let task = actix::spawn(async move { reconcile::reconcile(&deps, seen, artifact).await });
         ctx.spawn(task.into_actor(self).map(|joined, act, ctx| match joined {
             Ok(outcome) => act.apply(Input::Finished(outcome), ctx),
             Err(error) => {

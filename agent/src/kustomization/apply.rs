@@ -196,6 +196,9 @@ where
     }
 }
 
+/// Requests in flight per reconcile for dry-runs and for applies of one kind.
+const APPLY_CONCURRENCY: usize = 8;
+
 /// API resources by group, version and kind, shared by every reconcile of the agent.
 ///
 /// Only found kinds are kept: a kind that is missing now may be defined by a CRD later.
@@ -326,7 +329,7 @@ impl Applier {
         use futures::stream::{self, StreamExt, TryStreamExt};
         let results: Vec<Result<Prepared, Deferred>> = stream::iter(objects.iter().cloned())
             .map(|object| self.prepare_one(object, set))
-            .buffered(16)
+            .buffered(APPLY_CONCURRENCY)
             .try_collect()
             .await?;
         let mut prepared = Vec::new();
@@ -389,30 +392,41 @@ impl Applier {
         };
         let api = prepared.api(&self.client);
         let name = prepared.desired.id.name.clone();
-        prepared.live = retrying(|| api.get_opt(&name))
-            .await
+        let params = self.apply_params(true);
+        let patch = Patch::Apply(&prepared.desired.object);
+        let read = retrying(|| api.get_opt(&name));
+        // The live object and the dry-run are independent unless the policy depends on
+        // whether the object exists; then the dry-run waits for the read.
+        let (live, dry_run) = if policy == ApplyPolicy::Apply {
+            let dry = retrying(|| api.patch(&name, &params, &patch));
+            let (live, dry) = futures::join!(read, dry);
+            (live, Some(dry))
+        } else {
+            (read.await, None)
+        };
+        let live = live
             .map_err(|source| ApplyError::DryRun {
                 subject: subject.clone(),
                 source,
             })?
             .map(to_value);
-        if policy == ApplyPolicy::Skip
-            || (policy == ApplyPolicy::IfNotPresent && prepared.live.is_some())
-        {
-            return Ok(Ok(prepared));
-        }
-        let params = self.apply_params(true);
-        let patch = Patch::Apply(&prepared.desired.object);
-        match retrying(|| api.patch(&name, &params, &patch)).await {
-            Ok(result) => prepared.dry_run = Some(to_value(result)),
-            Err(error)
+        let dry_run = match dry_run {
+            Some(dry) => Some(dry),
+            None if policy == ApplyPolicy::Skip || live.is_some() => None,
+            None => Some(retrying(|| api.patch(&name, &params, &patch)).await),
+        };
+        prepared.live = live;
+        match dry_run {
+            None => {}
+            Some(Ok(result)) => prepared.dry_run = Some(to_value(result)),
+            Some(Err(error))
                 if is_not_found(&error)
                     && prepared.namespaced
                     && creates_namespace(set, &prepared.desired.id.namespace) =>
             {
                 return Ok(Err(Deferred(prepared.desired)));
             }
-            Err(source) => return Err(ApplyError::DryRun { subject, source }),
+            Some(Err(source)) => return Err(ApplyError::DryRun { subject, source }),
         }
         Ok(Ok(prepared))
     }
@@ -423,15 +437,40 @@ impl Applier {
         prepared: &[Prepared],
         changes: &mut ChangeSet,
     ) -> Result<(), ApplyError> {
-        for object in prepared {
-            let action = object.action();
-            if matches!(action, Action::Created | Action::Configured) {
-                self.apply_one(object).await?;
+        use futures::stream::{self, StreamExt};
+        // Kinds go in Flux's order, one after the other; the objects of one kind do not
+        // depend on each other, so they are applied concurrently.
+        for group in prepared.chunk_by(|a, b| {
+            a.desired.stage() == b.desired.stage()
+                && a.desired.id.kind == b.desired.id.kind
+                && a.desired.id.group == b.desired.id.group
+        }) {
+            let results: Vec<Result<Change, ApplyError>> = stream::iter(group)
+                .map(|object| async move {
+                    let action = object.action();
+                    if matches!(action, Action::Created | Action::Configured) {
+                        self.apply_one(object).await?;
+                    }
+                    Ok(Change {
+                        subject: object.subject(),
+                        action,
+                    })
+                })
+                .buffered(APPLY_CONCURRENCY)
+                .collect()
+                .await;
+            let mut failure = None;
+            for result in results {
+                match result {
+                    Ok(change) => changes.0.push(change),
+                    Err(error) => {
+                        failure.get_or_insert(error);
+                    }
+                }
             }
-            changes.0.push(Change {
-                subject: object.subject(),
-                action,
-            });
+            if let Some(error) = failure {
+                return Err(error);
+            }
         }
         Ok(())
     }
@@ -716,6 +755,54 @@ mod tests {
                 action: Action::Skipped
             }])
             .changed_anything()
+        );
+    }
+
+    fn prepared(policy: ApplyPolicy, live: Option<Value>, dry_run: Option<Value>) -> Prepared {
+        let object = serde_json::json!({"apiVersion": "v1", "kind": "ConfigMap",
+            "metadata": {"name": "a", "namespace": "default"}, "data": {"k": "v"}});
+        Prepared {
+            desired: DesiredObject::from_value(object, 0).unwrap_or_else(|e| panic!("{e}")),
+            resource: ApiResource::from_gvk(&GroupVersionKind::gvk("", "v1", "ConfigMap")),
+            namespaced: true,
+            policy,
+            live,
+            dry_run,
+        }
+    }
+
+    #[test]
+    fn the_dry_run_against_the_live_object_decides_the_action() {
+        let live = serde_json::json!({"metadata": {"name": "a", "resourceVersion": "1"}, "data": {"k": "v"}});
+        let same = serde_json::json!({"metadata": {"name": "a", "resourceVersion": "2"}, "data": {"k": "v"}});
+        let other = serde_json::json!({"metadata": {"name": "a"}, "data": {"k": "w"}});
+        let action = |policy, live: Option<&Value>, dry: Option<&Value>| {
+            prepared(policy, live.cloned(), dry.cloned()).action()
+        };
+        assert_eq!(
+            action(ApplyPolicy::Apply, None, Some(&same)),
+            Action::Created
+        );
+        assert_eq!(
+            action(ApplyPolicy::Apply, Some(&live), Some(&same)),
+            Action::Unchanged
+        );
+        assert_eq!(
+            action(ApplyPolicy::Apply, Some(&live), Some(&other)),
+            Action::Configured
+        );
+        assert_eq!(
+            action(ApplyPolicy::IfNotPresent, Some(&live), None),
+            Action::Skipped
+        );
+        assert_eq!(
+            action(ApplyPolicy::IfNotPresent, None, Some(&same)),
+            Action::Created
+        );
+        assert_eq!(action(ApplyPolicy::Skip, None, None), Action::Skipped);
+        assert_eq!(
+            prepared(ApplyPolicy::Apply, Some(live), Some(other)).drifted_fields(),
+            [".data.k"]
         );
     }
 

@@ -32,13 +32,23 @@ const KIND: &str = "Kustomization";
 pub struct Deps {
     pub context: AgentContext,
     pub kinds: KindCache,
+    /// Builds running at once: one per core, so that a thousand reconciles starting
+    /// together queue for the CPU instead of each taking a blocking thread and its memory.
+    pub builds: Arc<tokio::sync::Semaphore>,
+    /// Reconciles between dependency check and prune running at once (Flux's
+    /// `--concurrent`, scaled by cores). Health waits happen outside it, so a Kustomization
+    /// waiting for its workloads never holds a slot that a healthy one needs.
+    pub reconciles: Arc<tokio::sync::Semaphore>,
 }
 
 impl Deps {
     pub fn new(context: AgentContext) -> Self {
+        let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
         Deps {
             context,
             kinds: KindCache::default(),
+            builds: Arc::new(tokio::sync::Semaphore::new(cores)),
+            reconciles: Arc::new(tokio::sync::Semaphore::new(8 * cores)),
         }
     }
 }
@@ -58,15 +68,28 @@ pub enum Outcome {
     Finalized,
 }
 
-/// Runs one reconcile of `object` with the latest `artifact` of its source.
+/// Runs one reconcile of the object `seen` (read afresh from the API first, so that it
+/// starts from the latest status and inventory) with the latest `artifact` of its source.
 pub async fn reconcile(
     deps: &Deps,
-    object: Arc<Kustomization>,
+    seen: Arc<Kustomization>,
     artifact: Option<ArtifactReady>,
 ) -> Outcome {
     let context = &deps.context;
-    let name = object.name_any();
-    let namespace = object.namespace().unwrap_or_default();
+    let name = seen.name_any();
+    let namespace = seen.namespace().unwrap_or_default();
+    // Bounds the requests in flight (and so the connections and their buffers) when
+    // thousands of Kustomizations reconcile at once.
+    let slot = deps.reconciles.acquire().await.ok();
+    let api: Api<Kustomization> = Api::namespaced(context.client.clone(), &namespace);
+    let object = match apply::retrying(|| api.get_opt(&name)).await {
+        Ok(Some(latest)) => latest,
+        Ok(None) => return Outcome::Finalized,
+        Err(error) => {
+            tracing::warn!(%namespace, %name, %error, "reading the Kustomization failed");
+            return Outcome::Retry;
+        }
+    };
     if object.meta().deletion_timestamp.is_some() {
         return finalize(deps, &object).await;
     }
@@ -81,7 +104,7 @@ pub async fn reconcile(
         return Outcome::Retry;
     }
     let started = Instant::now();
-    let mut report = run(deps, &object, artifact).await;
+    let mut report = run(deps, &object, artifact, slot).await;
     report.took = started.elapsed();
     report.requested_at = object
         .annotations()
@@ -91,7 +114,12 @@ pub async fn reconcile(
 }
 
 /// The steps of a reconcile; never writes status (that is [`finish`]'s job).
-async fn run(deps: &Deps, object: &Kustomization, artifact: Option<ArtifactReady>) -> Report {
+async fn run(
+    deps: &Deps,
+    object: &Kustomization,
+    artifact: Option<ArtifactReady>,
+    slot: Option<tokio::sync::SemaphorePermit<'_>>,
+) -> Report {
     let context = &deps.context;
     let spec = &object.spec;
     let namespace = object.namespace().unwrap_or_default();
@@ -157,12 +185,15 @@ async fn run(deps: &Deps, object: &Kustomization, artifact: Option<ArtifactReady
     };
     let spec_for_build = spec.clone();
     let file = artifact.file.clone();
+    // The semaphore is never closed, so acquiring only fails if it were; build anyway then.
+    let permit = deps.builds.acquire().await.ok();
     let built = tokio::task::spawn_blocking(move || {
         let workdir = tempfile::tempdir().map_err(BuildError::Io)?;
         build::unpack(&file, workdir.path())?;
         build::build(workdir.path(), &spec_for_build, variables.as_ref())
     })
     .await;
+    drop(permit);
     let objects = match built {
         Ok(Ok(objects)) => objects,
         Ok(Err(error)) => {
@@ -283,8 +314,9 @@ async fn run(deps: &Deps, object: &Kustomization, artifact: Option<ArtifactReady
     }
     let applied: Vec<&Prepared> = first.iter().chain(rest.iter()).collect();
 
-    // 5. Prune.
-    let mut inventory = plan.inventory();
+    // 5. Prune. Without prune, objects that left the set stay in the cluster and leave the
+    // inventory, as in Flux.
+    let inventory = plan.inventory();
     if spec.prune {
         let stale = plan::prune_candidates(&previous_inventory, &plan);
         if let Err(error) = applier
@@ -300,13 +332,11 @@ async fn run(deps: &Deps, object: &Kustomization, artifact: Option<ArtifactReady
             emit_changes(deps, object, &revision, &changes).await;
             return with_revision(report);
         }
-    } else {
-        // Without prune, objects that left the set stay where they are and out of the inventory.
-        inventory = plan.inventory();
     }
     emit_changes(deps, object, &revision, &changes).await;
 
-    // 6. Health.
+    // 6. Health, without holding a reconcile slot.
+    drop(slot);
     let mut report = Report {
         inventory: Some(inventory),
         ..Report::default()
