@@ -104,6 +104,21 @@ impl Auth {
                 "Secret has 'password' but no 'username'".into(),
             ));
         }
+        // A line break would end the header or askpass answer early and smuggle in another.
+        for (key, value) in [
+            ("username", &auth.username),
+            ("password", &auth.password),
+            ("bearerToken", &auth.bearer_token),
+        ] {
+            if value
+                .as_deref()
+                .is_some_and(|v| v.contains(['\n', '\r', '\0']))
+            {
+                return Err(Error::InvalidCredentials(format!(
+                    "Secret key '{key}' contains a line break"
+                )));
+            }
+        }
         if auth.bearer_token.is_some() && auth.username.is_some() {
             return Err(Error::InvalidCredentials(
                 "Secret has both 'bearerToken' and 'username': use one of basic or bearer authentication".into(),
@@ -359,6 +374,16 @@ mod tests {
             prepared
                 .gix_overrides()
                 .contains(&"http.extraHeader=Authorization: Bearer tok3n".to_owned())
+        );
+    }
+
+    #[test]
+    fn values_with_line_breaks_are_refused_without_echoing_them() {
+        let err = Auth::from_secret_data(&secret(&[("bearerToken", "abc\nX-Evil: 1")]))
+            .expect_err("line break");
+        assert!(
+            err.is_terminal() && !err.to_string().contains("abc"),
+            "{err}"
         );
     }
 
