@@ -77,6 +77,26 @@ pub fn apply(group: &str, resource: &str, obj: &mut Value) {
         {
             m.insert("type".into(), json!("Opaque"));
         }
+        // stringData is write-only: merged into data (overwriting), never stored or returned.
+        if let Some(Value::Object(sd)) = m.shift_remove("stringData") {
+            use base64::Engine as _;
+            let data = m.entry("data").or_insert_with(|| json!({}));
+            if !data.is_object() {
+                *data = json!({});
+            }
+            if let Value::Object(d) = data {
+                for (k, v) in sd {
+                    let text = match v {
+                        Value::String(s) => s,
+                        other => other.to_string(),
+                    };
+                    d.insert(
+                        k,
+                        json!(base64::engine::general_purpose::STANDARD.encode(text)),
+                    );
+                }
+            }
+        }
         return;
     }
     if let ("", "pods") = (group, resource) {
@@ -159,6 +179,16 @@ pub fn apply(group: &str, resource: &str, obj: &mut Value) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn secret_string_data_is_merged_into_data() {
+        let mut s = json!({"data": {"a": "eA=="}, "stringData": {"b": "hi", "a": "new"}});
+        apply("", "secrets", &mut s);
+        assert_eq!(
+            s,
+            json!({"data": {"a": "bmV3", "b": "aGk="}, "type": "Opaque"})
+        );
+    }
 
     #[test]
     fn image_pull_policy_follows_the_tag() {
