@@ -512,3 +512,43 @@ mod tests {
         assert_eq!(c.get("y").and_then(Node::as_str), Some("3"));
     }
 }
+
+#[cfg(test)]
+mod robustness {
+    use super::*;
+    use crate::yaml::to_yaml;
+
+    const SAMPLE: &str = "a: &x {b: [1, 'two', \"th\\nree\"], c: |\n    lit\n  }\nd: *x\ne:\n- - f: >-\n      folded\n  - !!str 3\n<<: *x\n---\n'k': \"v\" # c\n...\n";
+
+    #[test]
+    fn no_prefix_of_a_tricky_document_panics_the_reader_or_printer() {
+        for (i, _) in SAMPLE.char_indices() {
+            if let Ok(docs) = parse_documents(&SAMPLE[..i], Limits::default()) {
+                for d in docs.into_iter().flatten() {
+                    let _ = to_yaml(&d);
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn byte_noise_never_panics() {
+        // A small deterministic generator keeps the test reproducible.
+        let mut state: u64 = 0x9e37_79b9_7f4a_7c15;
+        let alphabet = b"ab:- \n[]{}'\"|>&*!#%@,?\\\t0.e~";
+        for _ in 0..2000 {
+            let mut s = String::new();
+            for _ in 0..40 {
+                state ^= state << 13;
+                state ^= state >> 7;
+                state ^= state << 17;
+                s.push(alphabet[(state % alphabet.len() as u64) as usize] as char);
+            }
+            if let Ok(docs) = parse_documents(&s, Limits::default()) {
+                for d in docs.into_iter().flatten() {
+                    let _ = to_yaml(&d);
+                }
+            }
+        }
+    }
+}
