@@ -209,16 +209,17 @@ pub(crate) fn replicas(
     count: &Node,
     cfg: &TransformerConfig,
 ) -> Result<()> {
-    for o in objs.iter_mut() {
-        let org = crate::build::org_id(o);
-        if o.name() != name && org.name != name {
-            continue;
-        }
-        let gvk = o.gvk();
-        for fs in &cfg.replicas {
-            if !fs.matches(&gvk) {
+    let mut found = false;
+    for fs in &cfg.replicas {
+        for o in objs.iter_mut() {
+            // Any name the object had counts, as in kustomize's match on all its ids.
+            if !o
+                .all_ids()
+                .any(|id| id.name == name && id.gvk.is_selected_by(&fs.gvk))
+            {
                 continue;
             }
+            found = true;
             apply(&mut o.node, fs, Some(Create::Scalar), &mut |n| {
                 *n = match count {
                     Node::Scalar(s) => Node::plain(s.value.clone()),
@@ -227,6 +228,13 @@ pub(crate) fn replicas(
                 Ok(())
             })?;
         }
+    }
+    if !found {
+        let gvks: Vec<String> = cfg.replicas.iter().map(|fs| fs.gvk.to_string()).collect();
+        return Err(Error::msg(format!(
+            "resource with name {name} does not match a config with the following GVK [{}]",
+            gvks.join(" ")
+        )));
     }
     Ok(())
 }
