@@ -16,6 +16,9 @@ pub struct Cli {
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
+    /// Run the whole fleet on this machine: a Git repository, three simulated clusters, the
+    /// fleet server and one agent per cluster.
+    Demo(cmd::demo::DemoArgs),
     /// Build a kustomization directory and print it, as `kubectl kustomize DIR` does.
     Kustomize(cmd::kustomize::KustomizeArgs),
     /// Serve kubesim, a Kubernetes API test double, and write a kubeconfig for it.
@@ -39,8 +42,12 @@ pub enum Command {
 /// Parses the command line, runs the subcommand and turns its outcome into an exit code.
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
-    cmd::init_process();
+    match cli.command {
+        Command::Demo(_) => cmd::demo::init_process(),
+        _ => cmd::init_process(),
+    }
     let outcome = match cli.command {
+        Command::Demo(args) => cmd::demo::run(args),
         Command::Kustomize(args) => cmd::kustomize::run(args),
         Command::Sim(args) => cmd::sim::run(args),
         Command::Fleet(args) => cmd::fleet::run(args),

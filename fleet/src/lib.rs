@@ -9,6 +9,7 @@
 pub mod cli;
 pub mod client;
 pub mod cmd;
+pub mod demo;
 pub mod home;
 pub mod registry;
 pub mod server;

@@ -2,6 +2,7 @@
 
 pub mod act;
 pub mod cluster;
+pub mod demo;
 pub mod fleet;
 pub mod get;
 pub mod kustomize;
