@@ -274,9 +274,9 @@ fn absorb(acc: &mut Acc, mut g: Object) -> Result<()> {
             g.prev_ids = old.prev_ids.clone();
             g.prefixes = old.prefixes.clone();
             g.suffixes = old.suffixes.clone();
-            // The hash option travels with the object being merged into (kustomize copies it
-            // from the old resource), so a plain base ConfigMap stays unhashed.
-            g.needs_hash = old.needs_hash;
+            // kustomize keeps the hash only when both had it: build annotations come from the
+            // old object, and the new one drops the hash mark it does not carry itself.
+            g.needs_hash = old.needs_hash && g.needs_hash;
             g.behavior = Behavior::Create;
             acc.objs[*i] = g;
             Ok(())
