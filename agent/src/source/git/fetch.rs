@@ -92,6 +92,7 @@ impl GitCache {
         let specs = reference.refspecs();
         let gix_url = url.gix_url().clone();
         let basic = prepared.basic.clone();
+        let basic_configured = basic.is_some();
         let ca_pem = prepared.ca_pem.clone();
         let interrupt = Arc::new(AtomicBool::new(false));
         let (tx, rx) = mpsc::channel();
@@ -117,10 +118,18 @@ impl GitCache {
                         url: shown,
                     });
                 }
+                // gix asks for credentials again when the remote refuses the ones it sent,
+                // so the same error means "none configured" or "rejected".
                 if message.contains("No credentials were returned") {
-                    message = "authentication required: the remote asked for credentials and none are \
-                               configured (spec.secretRef with 'username' and 'password', or 'bearerToken')"
-                        .to_owned();
+                    message = if basic_configured {
+                        "authentication failed: the remote refused the username and password of \
+                         spec.secretRef"
+                            .to_owned()
+                    } else {
+                        "authentication required: the remote asked for credentials and none are \
+                         configured (spec.secretRef with 'username' and 'password', or 'bearerToken')"
+                            .to_owned()
+                    };
                 }
                 if let Some(ssh) = prepared.ssh_diagnostics() {
                     message = format!("{message}: ssh: {ssh}");
