@@ -122,7 +122,7 @@ async fn a_wrong_password_is_reported_without_the_password_and_the_right_one_rec
         "the password leaked into status: {message}"
     );
     assert_eq!(reason, "AuthenticationFailed");
-    assert!(message.contains("authentication failed"), "{message}");
+    assert!(message.contains("not accepted"), "{message}");
     let events: Api<Event> = Api::namespaced(client.clone(), "flux-system");
     for event in events
         .list(&ListParams::default())

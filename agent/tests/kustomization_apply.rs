@@ -225,6 +225,13 @@ async fn a_reconcile_without_changes_writes_nothing_but_status() {
     let repo = Repo::new("app");
     repo.write("app.yaml", &deployment("web", "default", 1))
         .write("config.yaml", &config_map("web", "default", "a"));
+    // Enough ConfigMaps that their live versions are read with one LIST.
+    for i in 0..9 {
+        repo.write(
+            &format!("more/{i}.yaml"),
+            &config_map(&format!("more-{i}"), "default", "b"),
+        );
+    }
     let first = repo.commit("first");
     bed.publish(first.clone()).await;
     bed.apply(&kustomization("web", "app", "./", json!({})))
@@ -232,6 +239,7 @@ async fn a_reconcile_without_changes_writes_nothing_but_status() {
     bed.until_ready_at("web", &first.artifact.revision).await;
     let before = bed.get("v1", "ConfigMap", "default", "web").await;
     let before_deploy = bed.get("apps/v1", "Deployment", "default", "web").await;
+    let before_more = bed.get("v1", "ConfigMap", "default", "more-3").await;
 
     let mut request = kustomization("web", "app", "./", json!({}));
     request["metadata"]["annotations"] = json!({"reconcile.fluxcd.io/requestedAt": "one"});
@@ -254,6 +262,16 @@ async fn a_reconcile_without_changes_writes_nothing_but_status() {
     assert_eq!(
         rv(&bed.get("v1", "ConfigMap", "default", "web").await),
         rv(&before)
+    );
+    assert_eq!(
+        rv(&bed.get("v1", "ConfigMap", "default", "more-3").await),
+        rv(&before_more)
+    );
+    // Nothing was reported changed either: the only change event is the first apply's.
+    let events = bed.events("web").await;
+    assert!(
+        !events.iter().any(|(_, m)| m.contains("configured")),
+        "{events:?}"
     );
     // The Deployment's status moves on its own; its spec was not written again.
     let generation =

@@ -15,7 +15,7 @@
 //! Transient API failures (5xx, 429, broken connections) are retried a few times here; if
 //! they persist, the error reaches the actor, which retries the whole reconcile later.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeSet, HashMap};
 use std::fmt;
 use std::sync::Arc;
 use std::time::Duration;
@@ -199,6 +199,23 @@ where
 /// Requests in flight per reconcile for dry-runs and for applies of one kind.
 const APPLY_CONCURRENCY: usize = 8;
 
+/// Objects of one kind in one namespace from which the live objects are LISTed at once.
+const LIST_THRESHOLD: usize = 8;
+
+/// apiVersion, kind and namespace of a group of objects.
+type GroupKey = (String, String, String);
+
+/// Live objects of one group by name.
+type Listed = HashMap<String, Value>;
+
+fn group_key(object: &DesiredObject) -> GroupKey {
+    (
+        object.api_version.clone(),
+        object.id.kind.clone(),
+        object.id.namespace.clone(),
+    )
+}
+
 /// API resources by group, version and kind, shared by every reconcile of the agent.
 ///
 /// Only found kinds are kept: a kind that is missing now may be defined by a CRD later.
@@ -327,8 +344,12 @@ impl Applier {
         set: &[DesiredObject],
     ) -> Result<(Vec<Prepared>, Vec<Deferred>), ApplyError> {
         use futures::stream::{self, StreamExt, TryStreamExt};
+        let listed = self.list_large_groups(objects).await;
         let results: Vec<Result<Prepared, Deferred>> = stream::iter(objects.iter().cloned())
-            .map(|object| self.prepare_one(object, set))
+            .map(|object| {
+                let key = group_key(&object);
+                self.prepare_one(object, set, listed.get(&key))
+            })
             .buffered(APPLY_CONCURRENCY)
             .try_collect()
             .await?;
@@ -343,10 +364,55 @@ impl Applier {
         Ok((prepared, deferred))
     }
 
+    /// Live objects of every (kind, namespace) with at least [`LIST_THRESHOLD`] objects in
+    /// the set, read with one LIST instead of one GET each. A group whose LIST fails (e.g.
+    /// its kind is not served yet) is left to per-object reads.
+    async fn list_large_groups(&self, objects: &[DesiredObject]) -> HashMap<GroupKey, Listed> {
+        let mut counts: HashMap<GroupKey, usize> = HashMap::new();
+        for object in objects {
+            *counts.entry(group_key(object)).or_default() += 1;
+        }
+        let mut listed = HashMap::new();
+        for (key, count) in counts {
+            if count < LIST_THRESHOLD {
+                continue;
+            }
+            let (api_version, kind, namespace) = &key;
+            let Ok((resource, namespaced)) =
+                self.kinds.resolve(&self.client, api_version, kind).await
+            else {
+                continue;
+            };
+            let api = api_for(&self.client, &resource, namespaced, namespace);
+            let params = kube::api::ListParams::default();
+            let Ok(list) = retrying(|| api.list(&params)).await else {
+                continue;
+            };
+            let objects: Listed = list
+                .items
+                .into_iter()
+                .map(|mut item| {
+                    // List items carry no type; the comparison with a dry-run needs it.
+                    item.types = Some(kube::core::TypeMeta {
+                        api_version: api_version.clone(),
+                        kind: kind.clone(),
+                    });
+                    (
+                        item.metadata.name.clone().unwrap_or_default(),
+                        to_value(item),
+                    )
+                })
+                .collect();
+            listed.insert(key, objects);
+        }
+        listed
+    }
+
     async fn prepare_one(
         &self,
         mut desired: DesiredObject,
         set: &[DesiredObject],
+        listed: Option<&Listed>,
     ) -> Result<Result<Prepared, Deferred>, ApplyError> {
         let subject = subject(&desired.id);
         let kind = desired.id.kind.clone();
@@ -394,7 +460,14 @@ impl Applier {
         let name = prepared.desired.id.name.clone();
         let params = self.apply_params(true);
         let patch = Patch::Apply(&prepared.desired.object);
-        let read = retrying(|| api.get_opt(&name));
+        let read = async {
+            match listed {
+                Some(listed) => Ok(listed.get(&name).cloned()),
+                None => retrying(|| api.get_opt(&name))
+                    .await
+                    .map(|live| live.map(to_value)),
+            }
+        };
         // The live object and the dry-run are independent unless the policy depends on
         // whether the object exists; then the dry-run waits for the read.
         let (live, dry_run) = if policy == ApplyPolicy::Apply {
@@ -404,12 +477,10 @@ impl Applier {
         } else {
             (read.await, None)
         };
-        let live = live
-            .map_err(|source| ApplyError::DryRun {
-                subject: subject.clone(),
-                source,
-            })?
-            .map(to_value);
+        let live = live.map_err(|source| ApplyError::DryRun {
+            subject: subject.clone(),
+            source,
+        })?;
         let dry_run = match dry_run {
             Some(dry) => Some(dry),
             None if policy == ApplyPolicy::Skip || live.is_some() => None,
