@@ -26,7 +26,11 @@ fn every_demo_path_builds_like_kubectl_kustomize() {
             .arg(root.join(path))
             .output()
             .unwrap_or_else(|e| panic!("kubectl is required for this test: {e}"));
-        assert!(kubectl.status.success(), "{path}: {}", String::from_utf8_lossy(&kubectl.stderr));
+        assert!(
+            kubectl.status.success(),
+            "{path}: {}",
+            String::from_utf8_lossy(&kubectl.stderr)
+        );
         assert_eq!(ours, String::from_utf8_lossy(&kubectl.stdout), "{path}");
     }
 }
@@ -40,5 +44,8 @@ fn production_clone_syncs_what_production_syncs() {
             .unwrap_or_else(|e| panic!("{path}: {e}"));
         kustomize::print(&objects).unwrap_or_else(|e| panic!("{path}: {e}"))
     };
-    assert_eq!(build("clusters/production-clone"), build("clusters/production"));
+    assert_eq!(
+        build("clusters/production-clone"),
+        build("clusters/production")
+    );
 }
