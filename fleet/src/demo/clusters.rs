@@ -190,6 +190,30 @@ pub async fn request_fetch(client: &Client) -> Result<(), DemoError> {
     Ok(())
 }
 
+/// Asks for a reconcile of a Kustomization now, as `flux reconcile kustomization` does.
+pub async fn request_reconcile(
+    client: &Client,
+    namespace: &str,
+    name: &str,
+) -> Result<(), DemoError> {
+    let now = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Nanos, true);
+    let patch = json!({"metadata": {"annotations": {"reconcile.fluxcd.io/requestedAt": now}}});
+    let kustomizations: Api<DynamicObject> = Api::namespaced_with(
+        client.clone(),
+        namespace,
+        &flux_resource(
+            "kustomize.toolkit.fluxcd.io",
+            "Kustomization",
+            "kustomizations",
+        ),
+    );
+    kustomizations
+        .patch(name, &PatchParams::default(), &Patch::Merge(&patch))
+        .await
+        .map_err(DemoError::Kube)?;
+    Ok(())
+}
+
 /// The kubeconfig path of `name` in the demo directory.
 pub fn kubeconfig_path(dir: &Path, name: &str) -> PathBuf {
     dir.join("kubeconfigs").join(format!("{name}.yaml"))

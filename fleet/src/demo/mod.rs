@@ -13,6 +13,7 @@
 
 pub mod agents;
 pub mod clusters;
+pub mod nudge;
 pub mod progress;
 pub mod repo;
 mod run;

@@ -11,6 +11,7 @@ use proto::pki::{Identity, SecretPem};
 
 use super::agents::{self, AgentSpec, RunningAgent};
 use super::clusters::{self, SimCluster, Sync};
+use super::nudge;
 use super::progress::{ClusterProgress, Printed};
 use super::repo::{self, RepoState};
 use super::{CLUSTERS, DemoConfig, DemoError};
@@ -26,6 +27,7 @@ const BRANCH_POLL: Duration = Duration::from_secs(1);
 /// Runs the demo until `shutdown` completes; must run inside an actix system whose tokio
 /// runtime can run the kubesims (a multi-threaded one keeps them off the fleet's thread).
 pub async fn run(config: DemoConfig, shutdown: impl Future<Output = ()>) -> Result<(), DemoError> {
+    let started = std::time::Instant::now();
     let mut shutdown = std::pin::pin!(shutdown);
     let mut demo = Demo::default();
     let outcome = tokio::select! {
@@ -33,7 +35,7 @@ pub async fn run(config: DemoConfig, shutdown: impl Future<Output = ()>) -> Resu
         () = &mut shutdown => Ok(()),
     };
     let outcome = match outcome {
-        Ok(()) if demo.started() => demo.follow(&config, shutdown).await,
+        Ok(()) if demo.started() => demo.follow(&config, started, shutdown).await,
         other => other,
     };
     demo.stop().await;
@@ -218,6 +220,7 @@ impl Demo {
     async fn follow(
         &mut self,
         config: &DemoConfig,
+        started: std::time::Instant,
         mut shutdown: std::pin::Pin<&mut impl Future<Output = ()>>,
     ) -> Result<(), DemoError> {
         let Some(fleet) = &self.fleet else {
@@ -227,7 +230,6 @@ impl Demo {
         let mut events = state.subscribe();
         let mut printed = Printed::default();
         let mut announced = false;
-        let started = std::time::Instant::now();
         println!("Waiting for every cluster's Kustomizations to be Ready:");
         let repo_dir = config.repo_dir();
         let mut tips: BTreeMap<&str, Option<gix::ObjectId>> = BTreeMap::new();
@@ -235,8 +237,16 @@ impl Demo {
             tips.insert(branch, repo::tip(&repo_dir, branch).ok().flatten());
         }
         let mut poll = tokio::time::interval(BRANCH_POLL);
+        let mut asked = std::collections::BTreeSet::new();
         loop {
             let mut all_ready = true;
+            for cluster in &self.clusters {
+                let objects = state.objects(&cluster.name, None).unwrap_or_default();
+                for (namespace, name) in nudge::stale_waits(&cluster.name, &objects, &mut asked) {
+                    // Best effort: the Kustomization retries on its own anyway.
+                    let _ = clusters::request_reconcile(&cluster.client, &namespace, &name).await;
+                }
+            }
             for (name, _) in CLUSTERS {
                 let expected = self.expected.get(name).copied().flatten();
                 let progress = ClusterProgress::of(&state, name, expected);
@@ -248,7 +258,7 @@ impl Demo {
             if all_ready && !announced {
                 announced = true;
                 println!(
-                    "All clusters Ready in {:.1}s.",
+                    "All clusters Ready, {:.1}s after the demo started.",
                     started.elapsed().as_secs_f64()
                 );
                 print_summary(config, &self.clusters, self.management.as_ref())?;
