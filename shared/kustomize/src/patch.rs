@@ -346,15 +346,16 @@ pub(crate) fn apply_smp(
         )
     });
     let s = def.map(Sch::Def).unwrap_or(Sch::None);
+    if allow_name || allow_kind {
+        // Remember the old id first, so references to it follow the rename.
+        o.store_previous_id();
+    }
     let node = std::mem::replace(&mut o.node, Node::map());
     match merge(Some(node), Some(patch.clone()), s, 0)? {
         None => Ok(false),
         Some(n) if n.as_map().is_some_and(|m| m.is_empty()) => Ok(false),
         Some(n) => {
             o.node = n;
-            if allow_name || allow_kind {
-                o.store_previous_id();
-            }
             if !allow_kind {
                 o.node.set("kind", Node::str(kind));
             }
