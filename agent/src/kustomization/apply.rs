@@ -10,6 +10,8 @@
 //!   of the fields it applies.
 //! - Pruning deletes only objects that carry this Kustomization's owner labels and do not
 //!   opt out (`prune: disabled`, `reconcile: disabled`, `ssa: Ignore`).
+//! - Kinds are applied in Flux's order, one kind after the other; the objects of one kind
+//!   are applied concurrently (at most [`APPLY_CONCURRENCY`] requests in flight).
 //!
 //! # Assumptions
 //! Transient API failures (5xx, 429, broken connections) are retried a few times here; if
@@ -197,7 +199,7 @@ where
 }
 
 /// Requests in flight per reconcile for dry-runs and for applies of one kind.
-const APPLY_CONCURRENCY: usize = 8;
+pub const APPLY_CONCURRENCY: usize = 8;
 
 /// Objects of one kind in one namespace from which the live objects are LISTed at once.
 const LIST_THRESHOLD: usize = 8;
@@ -246,6 +248,16 @@ impl KindCache {
         let found = (resource, capabilities.scope == Scope::Namespaced);
         self.0.insert(key, found.clone());
         Ok(found)
+    }
+
+    /// Drops a kind, so that the next use asks the server again (after a 404 that may mean
+    /// its CRD changed or went away).
+    pub fn forget(&self, api_version: &str, kind: &str) {
+        let (group, version) = match api_version.rsplit_once('/') {
+            Some((g, v)) => (g.to_string(), v.to_string()),
+            None => (String::new(), api_version.to_string()),
+        };
+        self.0.remove(&(group, version, kind.to_string()));
     }
 }
 
@@ -497,7 +509,13 @@ impl Applier {
             {
                 return Ok(Err(Deferred(prepared.desired)));
             }
-            Some(Err(source)) => return Err(ApplyError::DryRun { subject, source }),
+            Some(Err(source)) => {
+                if is_not_found(&source) {
+                    self.kinds
+                        .forget(&prepared.desired.api_version, &prepared.desired.id.kind);
+                }
+                return Err(ApplyError::DryRun { subject, source });
+            }
         }
         Ok(Ok(prepared))
     }
