@@ -61,6 +61,21 @@ impl ClusterProgress {
         self.total > 0 && self.ready == self.total && self.expected.is_none_or(|e| self.total >= e)
     }
 
+    /// What a new line is printed for: a change in readiness or in the applied revision (a
+    /// message changing while the counts stay is not news), or `None` while Ready clusters
+    /// are half-way between two revisions.
+    pub fn key(&self) -> Option<String> {
+        if self.is_ready() && self.revisions.len() > 1 {
+            return None;
+        }
+        Some(format!(
+            "{}/{}/{}",
+            self.ready,
+            self.is_ready(),
+            self.revisions.join(",")
+        ))
+    }
+
     /// The line printed for this state.
     pub fn line(&self, cluster: &str) -> String {
         let of = self.expected.unwrap_or(self.total).max(self.total);
@@ -76,7 +91,7 @@ impl ClusterProgress {
             .iter()
             .map(|(name, message)| {
                 if message.is_empty() {
-                    name.clone()
+                    format!("{name} (reconciling)")
                 } else {
                     format!("{name} ({message})")
                 }
@@ -95,18 +110,20 @@ impl ClusterProgress {
     }
 }
 
-/// Remembers the last line printed per cluster, to print only changes.
+/// Remembers what was last printed per cluster, to print only changes.
 #[derive(Debug, Default)]
 pub struct Printed(BTreeMap<String, String>);
 
 impl Printed {
-    /// `line` if it differs from the last one printed for `cluster`.
-    pub fn changed(&mut self, cluster: &str, line: String) -> Option<String> {
-        if self.0.get(cluster) == Some(&line) {
+    /// The line for `progress` if its [`ClusterProgress::key`] changed since the last one
+    /// printed for `cluster`.
+    pub fn changed(&mut self, cluster: &str, progress: &ClusterProgress) -> Option<String> {
+        let key = progress.key()?;
+        if self.0.get(cluster) == Some(&key) {
             return None;
         }
-        self.0.insert(cluster.to_string(), line.clone());
-        Some(line)
+        self.0.insert(cluster.to_string(), key);
+        Some(progress.line(cluster))
     }
 }
 
@@ -165,11 +182,29 @@ mod tests {
     }
 
     #[test]
-    fn only_changed_lines_are_printed_again() {
+    fn a_line_is_printed_again_only_when_readiness_or_revision_changes() {
         let mut printed = Printed::default();
-        assert!(printed.changed("a", "x".into()).is_some());
-        assert!(printed.changed("a", "x".into()).is_none());
-        assert!(printed.changed("b", "x".into()).is_some());
-        assert!(printed.changed("a", "y".into()).is_some());
+        let mut objects = vec![ks("flux-system", Readiness::Unknown)];
+        let progress = |o: &[ObjectStatus]| ClusterProgress::from_objects(o, Some(1));
+        assert!(printed.changed("a", &progress(&objects)).is_some());
+        objects[0].message = "another message".into();
+        assert!(printed.changed("a", &progress(&objects)).is_none());
+        assert!(printed.changed("b", &progress(&objects)).is_some());
+        objects[0] = ks("flux-system", Readiness::True);
+        assert!(printed.changed("a", &progress(&objects)).is_some());
+        objects.push(ks("apps", Readiness::True));
+        objects[1].revision = Some("main@sha1:def".into());
+        let mixed = ClusterProgress::from_objects(&objects, Some(2));
+        assert!(
+            printed.changed("a", &mixed).is_none(),
+            "half-way between revisions"
+        );
+        objects[0].revision = Some("main@sha1:def".into());
+        let moved = ClusterProgress::from_objects(&objects, Some(2));
+        assert!(
+            printed
+                .changed("a", &moved)
+                .is_some_and(|l| l.contains("at main@sha1:def"))
+        );
     }
 }

@@ -156,7 +156,7 @@ fn commit_files(repo: &gix::Repository, dir: &Path) -> Result<ObjectId, DemoErro
         .map_err(git_error("committing"))?
         .detach();
     // HEAD must name main whatever init.defaultBranch says, or the commit lands elsewhere.
-    set_head(repo, dir)?;
+    set_head(repo)?;
 
     let mut index = repo
         .index_from_tree(&tree)
@@ -180,11 +180,10 @@ fn commit_files(repo: &gix::Repository, dir: &Path) -> Result<ObjectId, DemoErro
 }
 
 /// Points HEAD at `refs/heads/main`.
-fn set_head(repo: &gix::Repository, dir: &Path) -> Result<(), DemoError> {
+fn set_head(repo: &gix::Repository) -> Result<(), DemoError> {
     let head = repo.git_dir().join("HEAD");
     std::fs::write(&head, format!("ref: refs/heads/{MAIN}\n"))
         .map_err(|source| DemoError::Io { path: head, source })?;
-    let _ = dir;
     Ok(())
 }
 

@@ -3,7 +3,7 @@
 
 use std::collections::BTreeMap;
 use std::future::Future;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -251,7 +251,7 @@ impl Demo {
                 let expected = self.expected.get(name).copied().flatten();
                 let progress = ClusterProgress::of(&state, name, expected);
                 all_ready &= progress.is_ready();
-                if let Some(line) = printed.changed(name, progress.line(name)) {
+                if let Some(line) = printed.changed(name, &progress) {
                     println!("{line}");
                 }
             }
@@ -420,6 +420,5 @@ fn print_summary(
         "Press Ctrl-C to stop; state is kept in {}.",
         config.dir.display()
     );
-    let _: &[PathBuf] = &[];
     Ok(())
 }
