@@ -161,3 +161,37 @@ async fn an_object_the_server_refuses_means_nothing_is_applied() {
             .is_none()
     );
 }
+
+#[actix::test]
+async fn a_dependent_reconciles_the_moment_its_dependency_is_ready_not_at_its_next_retry() {
+    let bed = Bed::start().await;
+    let repo = Repo::new("app");
+    repo.write(
+        "infra/controller.yaml",
+        &support_ks::deployment("controller", "default", 1),
+    )
+    .write("apps/config.yaml", &config_map("app", "default", "x"));
+    let first = repo.commit("first");
+    bed.publish(first.clone()).await;
+    // Without the wake-up, apps would wait ten minutes for its retry.
+    bed.apply(&kustomization(
+        "apps",
+        "app",
+        "./apps",
+        json!({"retryInterval": "10m", "dependsOn": [{"name": "infra"}]}),
+    ))
+    .await;
+    bed.until("apps", "DependencyNotReady", |k| {
+        ready_reason(k).as_deref() == Some("DependencyNotReady")
+    })
+    .await;
+    bed.apply(&kustomization(
+        "infra",
+        "app",
+        "./infra",
+        json!({"wait": true}),
+    ))
+    .await;
+    bed.until_ready_at("infra", &first.artifact.revision).await;
+    bed.until_ready_at("apps", &first.artifact.revision).await;
+}

@@ -4,7 +4,8 @@
 //! reconciles at once when a new artifact arrives, when the spec changes (a new
 //! generation), on `reconcile.fluxcd.io/requestedAt`, on [`RequestReconcile`], and every
 //! `spec.interval`. Failures that may pass by themselves retry at `spec.retryInterval`,
-//! doubling per consecutive failure up to `spec.interval`.
+//! doubling per consecutive failure up to `spec.interval`; a Kustomization held back by
+//! another one it depends on also reconciles the moment that one succeeds.
 //!
 //! # Supervision
 //! The reconcile runs in its own task; the actor's handlers only record inputs and
@@ -34,7 +35,7 @@ use kube::{Resource, ResourceExt};
 
 use super::reconcile::{self, Deps, Outcome};
 use crate::hub::{ArtifactReady, Latest, SourceRef, Subscribe, Unsubscribe};
-use crate::registry::{Gone, ObjectActor, Observed};
+use crate::registry::{Gone, ObjectActor, ObjectKey, Observed};
 
 /// Asks for a reconcile now, whatever the schedule.
 #[derive(Message)]
@@ -201,12 +202,43 @@ impl KustomizationActor {
         // Its own task: a panic ends the task only, and is seen here as a join error.
         let task = actix::spawn(async move { reconcile::reconcile(&deps, seen, artifact).await });
         ctx.spawn(task.into_actor(self).map(|joined, act, ctx| match joined {
-            Ok(outcome) => act.apply(Input::Finished(outcome), ctx),
+            Ok(outcome) => {
+                act.announce(&outcome, ctx);
+                act.apply(Input::Finished(outcome), ctx);
+            }
             Err(error) => {
                 tracing::error!(object = %act.object.name_any(), %error, "reconcile panicked; restarting the actor");
                 ctx.stop();
             }
         }));
+    }
+
+    /// Wakes the Kustomizations waiting for this one when it succeeded; when it must retry,
+    /// waits for its Kustomization dependencies (whichever of them held it back).
+    fn announce(&self, outcome: &Outcome, ctx: &mut Context<Self>) {
+        let namespace = self.object.namespace().unwrap_or_default();
+        match outcome {
+            Outcome::Succeeded => self.deps.waiters.ready(&ObjectKey {
+                namespace,
+                name: self.object.name_any(),
+            }),
+            Outcome::Retry => {
+                for dependency in &self.object.spec.depends_on {
+                    if dependency.kind.as_deref().unwrap_or("Kustomization") != "Kustomization" {
+                        continue;
+                    }
+                    let key = ObjectKey {
+                        namespace: dependency
+                            .namespace
+                            .clone()
+                            .unwrap_or_else(|| namespace.clone()),
+                        name: dependency.name.clone(),
+                    };
+                    self.deps.waiters.wait_for(key, ctx.address().recipient());
+                }
+            }
+            _ => {}
+        }
     }
 
     fn subscribe(&self, ctx: &mut Context<Self>) {

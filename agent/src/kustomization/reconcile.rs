@@ -20,8 +20,12 @@ use super::build::{self, BuildError};
 use super::plan::{self, Stage};
 use super::status::{self, Failure, Report};
 use super::{dependencies, impersonate};
+use actix::Recipient;
+
+use super::actor::RequestReconcile;
 use crate::context::AgentContext;
 use crate::hub::ArtifactReady;
+use crate::registry::ObjectKey;
 
 /// The finalizer that lets a Kustomization prune its objects when it is deleted.
 pub const FINALIZER: &str = "finalizers.fluxcd.io";
@@ -39,6 +43,32 @@ pub struct Deps {
     /// `--concurrent`, scaled by cores). Health waits happen outside it, so a Kustomization
     /// waiting for its workloads never holds a slot that a healthy one needs.
     pub reconciles: Arc<tokio::sync::Semaphore>,
+    /// Kustomizations waiting for another to become Ready, so that they reconcile the moment
+    /// it is (rather than at their next retry).
+    pub waiters: Waiters,
+}
+
+/// Who waits for which Kustomization (by `namespace/name`) to become Ready.
+#[derive(Clone, Default)]
+pub struct Waiters(Arc<dashmap::DashMap<ObjectKey, Vec<Recipient<RequestReconcile>>>>);
+
+impl Waiters {
+    /// `waiter` gets [`RequestReconcile`] once `dependency` next succeeds.
+    pub fn wait_for(&self, dependency: ObjectKey, waiter: Recipient<RequestReconcile>) {
+        let mut entry = self.0.entry(dependency).or_default();
+        if !entry.contains(&waiter) {
+            entry.push(waiter);
+        }
+    }
+
+    /// `dependency` succeeded: wake everyone waiting for it.
+    pub fn ready(&self, dependency: &ObjectKey) {
+        if let Some((_, waiters)) = self.0.remove(dependency) {
+            for waiter in waiters {
+                waiter.do_send(RequestReconcile);
+            }
+        }
+    }
 }
 
 impl Deps {
@@ -49,6 +79,7 @@ impl Deps {
             kinds: KindCache::default(),
             builds: Arc::new(tokio::sync::Semaphore::new(cores)),
             reconciles: Arc::new(tokio::sync::Semaphore::new(8 * cores)),
+            waiters: Waiters::default(),
         }
     }
 }
