@@ -29,6 +29,17 @@ fn free_port() -> u16 {
         .unwrap_or_else(|e| panic!("no free port: {e}"))
 }
 
+/// An error with its causes, as the CLI prints it.
+fn chain(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        text.push_str(&format!(": {cause}"));
+        source = cause.source();
+    }
+    text
+}
+
 /// A demo running on its own thread and actix system, as `flotilla demo` runs it.
 struct Demo {
     stop: Option<tokio::sync::oneshot::Sender<()>>,
@@ -49,7 +60,7 @@ impl Demo {
                 .block_on(fleet::demo::run(config, async move {
                     let _ = stopped.await;
                 }))
-                .map_err(|e| e.to_string())
+                .map_err(|e| chain(&e))
         });
         Demo {
             stop: Some(stop),

@@ -59,11 +59,12 @@ impl DemoConfig {
     }
 }
 
-/// Why the demo could not start or stopped.
+/// Why the demo could not start or stopped. Messages name what failed; the cause is the
+/// error's `source` (the CLI prints the whole chain).
 #[derive(Debug, thiserror::Error)]
 pub enum DemoError {
     /// A file or directory could not be read or written.
-    #[error("{path}: {source}")]
+    #[error("{path}")]
     Io {
         /// The path.
         path: PathBuf,
@@ -72,7 +73,7 @@ pub enum DemoError {
         source: std::io::Error,
     },
     /// A Git operation on the demo repository failed.
-    #[error("git: {context}: {source}")]
+    #[error("git: {context}")]
     Git {
         /// What was being done.
         context: String,
@@ -81,7 +82,7 @@ pub enum DemoError {
         source: Box<dyn std::error::Error + Send + Sync>,
     },
     /// A kubesim could not start.
-    #[error("kubesim for {cluster}: {source}")]
+    #[error("kubesim for {cluster}")]
     Kubesim {
         /// Which cluster.
         cluster: String,
@@ -90,10 +91,10 @@ pub enum DemoError {
         source: kubesim::Error,
     },
     /// A kubeconfig the demo wrote could not be used.
-    #[error("kubeconfig: {0}")]
+    #[error("kubeconfig")]
     Kubeconfig(#[source] kube::config::KubeconfigError),
     /// A Kubernetes API call failed.
-    #[error("Kubernetes API: {0}")]
+    #[error("Kubernetes API")]
     Kube(#[source] kube::Error),
     /// The fleet's data directory could not be set up.
     #[error(transparent)]
@@ -108,10 +109,19 @@ pub enum DemoError {
     #[error(transparent)]
     Serve(#[from] crate::server::ServeError),
     /// A thread could not be started.
-    #[error("starting {what}: {source}")]
+    #[error("starting {what}")]
     Thread {
         /// What the thread was for.
         what: String,
+        /// The error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The API port is taken (checked first, before anything is started).
+    #[error("127.0.0.1:{port} is taken; choose another port with --port")]
+    PortInUse {
+        /// The port.
+        port: u16,
         /// The error.
         #[source]
         source: std::io::Error,

@@ -71,6 +71,15 @@ impl Demo {
 
     async fn start(&mut self, config: &DemoConfig) -> Result<(), DemoError> {
         let dir = &config.dir;
+        // Fail before creating anything rather than after starting four clusters.
+        drop(
+            std::net::TcpListener::bind(("127.0.0.1", config.port)).map_err(|source| {
+                DemoError::PortInUse {
+                    port: config.port,
+                    source,
+                }
+            })?,
+        );
         std::fs::create_dir_all(dir.join("kubeconfigs")).map_err(io(dir))?;
 
         let repo_dir = config.repo_dir();
@@ -310,7 +319,13 @@ impl Demo {
             );
             for cluster in followers {
                 if let Err(error) = clusters::request_fetch(&cluster.client).await {
-                    println!("  {}: could not request a fetch: {error}", cluster.name);
+                    let cause = std::error::Error::source(&error)
+                        .map(|c| format!(": {c}"))
+                        .unwrap_or_default();
+                    println!(
+                        "  {}: could not request a fetch: {error}{cause}",
+                        cluster.name
+                    );
                 }
             }
         }
