@@ -9,9 +9,9 @@ use std::time::Instant;
 use api::conditions::{self, annotations, reasons, types};
 use api::inventory::{ResourceInventory, ResourceRef};
 use api::kustomize::{DriftMode, Kustomization, KustomizationStatus};
-use k8s_openapi::api::core::v1::{ConfigMap, Event, ObjectReference, Secret};
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, Time};
-use kube::api::{Patch, PatchParams, PostParams};
+use k8s_openapi::api::core::v1::{ConfigMap, Secret};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+use kube::api::{Patch, PatchParams};
 use kube::{Api, Resource, ResourceExt};
 use serde_json::json;
 
@@ -24,6 +24,7 @@ use actix::Recipient;
 
 use super::actor::RequestReconcile;
 use crate::context::AgentContext;
+use crate::events::{self, EventType, Occurrence};
 use crate::hub::ArtifactReady;
 use crate::registry::ObjectKey;
 
@@ -677,50 +678,28 @@ async fn emit(
     message: &str,
     revision: Option<&str>,
 ) {
-    let namespace = object.namespace().unwrap_or_default();
-    let name = object.name_any();
-    let stamp = now();
-    let nanos = stamp.0.as_nanosecond();
-    let mut annotations = BTreeMap::new();
-    if let Some(revision) = revision {
-        annotations.insert(
-            "kustomize.toolkit.fluxcd.io/revision".to_string(),
-            revision.to_string(),
-        );
-    }
-    let event = Event {
-        metadata: ObjectMeta {
-            name: Some(format!("{name}.{nanos:x}")),
-            namespace: Some(namespace.clone()),
-            annotations: Some(annotations),
-            ..ObjectMeta::default()
-        },
-        involved_object: ObjectReference {
-            api_version: Some(Kustomization::api_version(&()).into_owned()),
-            kind: Some(KIND.into()),
-            name: Some(name.clone()),
-            namespace: Some(namespace.clone()),
-            uid: object.uid(),
-            resource_version: object.resource_version(),
-            ..ObjectReference::default()
-        },
-        reason: Some(reason.to_string()),
-        message: Some(message.to_string()),
-        type_: Some(type_.to_string()),
-        source: Some(k8s_openapi::api::core::v1::EventSource {
-            component: Some("kustomize-controller".into()),
-            host: None,
-        }),
-        reporting_component: Some("flotilla-agent".into()),
-        first_timestamp: Some(stamp.clone()),
-        last_timestamp: Some(stamp),
-        count: Some(1),
-        ..Event::default()
+    let annotations = revision
+        .map(|r| {
+            (
+                "kustomize.toolkit.fluxcd.io/revision".to_string(),
+                r.to_string(),
+            )
+        })
+        .into_iter()
+        .collect();
+    let type_ = if type_ == "Warning" {
+        EventType::Warning
+    } else {
+        EventType::Normal
     };
-    let api: Api<Event> = Api::namespaced(deps.context.client.clone(), &namespace);
-    if let Err(error) = api.create(&PostParams::default(), &event).await {
-        tracing::debug!(%namespace, %name, %error, "recording an event failed");
-    }
+    let occurrence = Occurrence {
+        type_,
+        reason,
+        message,
+        component: "kustomize-controller",
+        annotations,
+    };
+    events::record(&deps.context.client, object, occurrence).await;
 }
 
 #[cfg(test)]
