@@ -10,8 +10,8 @@ use serde::{Deserialize, Serialize};
 use crate::Duration;
 use crate::inventory::ResourceInventory;
 use crate::meta::{
-    CommonMetadata, CustomHealthCheck, DependencyReference, Image, Json6902Patch,
-    KubeConfigReference, LocalObjectReference, Patch, Selector, ValuesReference,
+    CommonMetadata, CrossNamespaceSourceReference, CustomHealthCheck, DependencyReference, Image,
+    Json6902Patch, KubeConfigReference, LocalObjectReference, Patch, Selector, ValuesReference,
 };
 
 /// The API group of HelmRelease.
@@ -40,7 +40,7 @@ pub struct HelmReleaseSpec {
     pub chart: Option<HelmChartTemplate>,
     /// An existing OCIRepository, HelmChart or ExternalArtifact holding the chart.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub chart_ref: Option<ChartSourceReference>,
+    pub chart_ref: Option<CrossNamespaceSourceReference>,
     pub interval: Duration,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub kube_config: Option<KubeConfigReference>,
@@ -89,18 +89,6 @@ pub struct HelmReleaseSpec {
     pub wait_strategy: Option<WaitStrategy>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub health_check_exprs: Vec<CustomHealthCheck>,
-}
-
-/// The source of a chart given by reference.
-#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
-pub struct ChartSourceReference {
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub api_version: Option<String>,
-    pub kind: String,
-    pub name: String,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub namespace: Option<String>,
 }
 
 /// Kustomize applied to the rendered manifests.
@@ -161,7 +149,7 @@ pub struct HelmChartTemplateSpec {
     pub chart: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub version: Option<String>,
-    pub source_ref: ChartSourceReference,
+    pub source_ref: CrossNamespaceSourceReference,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub interval: Option<Duration>,
     #[serde(default, skip_serializing_if = "Option::is_none")]

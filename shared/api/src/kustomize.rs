@@ -10,9 +10,9 @@ use serde::{Deserialize, Serialize};
 use crate::Duration;
 use crate::inventory::ResourceInventory;
 use crate::meta::{
-    CommonMetadata, CustomHealthCheck, DependencyReference, Image, Json6902Patch,
-    KubeConfigReference, LocalObjectReference, NamespacedObjectKindReference, Patch, Selector,
-    Snapshot,
+    CommonMetadata, CrossNamespaceSourceReference, CustomHealthCheck, DependencyReference, Image,
+    Json6902Patch, KubeConfigReference, LocalObjectReference, NamespacedObjectKindReference, Patch,
+    Selector, Snapshot,
 };
 
 /// The API group of Kustomization.
@@ -122,19 +122,6 @@ pub enum DriftMode {
     #[default]
     Correct,
     DetectOnly,
-}
-
-/// The source a Kustomization builds from.
-#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
-pub struct CrossNamespaceSourceReference {
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub api_version: Option<String>,
-    /// `GitRepository`, `OCIRepository`, `Bucket` or `ExternalArtifact`.
-    pub kind: String,
-    pub name: String,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub namespace: Option<String>,
 }
 
 /// Secret decryption (SOPS).

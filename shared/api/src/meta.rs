@@ -59,6 +59,20 @@ pub struct DependencyReference {
     pub kind: Option<String>,
 }
 
+/// A source in this namespace or another: a Kustomization's `sourceRef`, a HelmRelease's
+/// `chartRef` and its chart template's `sourceRef` (Flux spells the allowed kinds per field).
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct CrossNamespaceSourceReference {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub api_version: Option<String>,
+    /// e.g. `GitRepository`, `OCIRepository`, `Bucket`, `ExternalArtifact`, `HelmRepository`.
+    pub kind: String,
+    pub name: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub namespace: Option<String>,
+}
+
 /// A key in a Secret (the whole Secret when `key` is absent).
 #[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
