@@ -2,16 +2,16 @@
 //! repository: GitRepository fetched and served, Kustomization applied, a new commit
 //! followed after a reconcile request, a bad URL stalled.
 
+mod support_ks;
+
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
 
 use api::source::GitRepository;
 use k8s_openapi::api::core::v1::ConfigMap;
-use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use kube::api::{Patch, PatchParams};
-use kube::config::{KubeConfigOptions, Kubeconfig};
-use kube::{Api, Client, Config};
+use kube::{Api, Client};
 use serde_json::{Value, json};
 
 fn git(dir: &Path, args: &[&str]) -> String {
@@ -164,24 +164,8 @@ async fn an_agent_fetches_a_repository_applies_it_and_follows_new_commits() {
     let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
     let kubeconfig = dir.path().join("kubeconfig");
     std::fs::write(&kubeconfig, server.kubeconfig()).unwrap_or_else(|e| panic!("{e}"));
-    let config = Config::from_custom_kubeconfig(
-        Kubeconfig::from_yaml(&server.kubeconfig()).unwrap_or_else(|e| panic!("{e}")),
-        &KubeConfigOptions::default(),
-    )
-    .await
-    .unwrap_or_else(|e| panic!("{e}"));
-    let client = Client::try_from(config).unwrap_or_else(|e| panic!("{e}"));
-    let crds: Api<CustomResourceDefinition> = Api::all(client.clone());
-    for crd in api::crd::all() {
-        let name = crd.metadata.name.clone().unwrap_or_default();
-        crds.patch(
-            &name,
-            &PatchParams::apply("test").force(),
-            &Patch::Apply(&crd),
-        )
-        .await
-        .unwrap_or_else(|e| panic!("{e}"));
-    }
+    let client = support_ks::client_for(&server).await;
+    support_ks::install_crds(&client).await;
     apply(
         &client,
         json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "flux-system"}}),

@@ -3,6 +3,7 @@
 //! the Secret is fixed and a reconcile requested, makes it Ready.
 
 mod support;
+mod support_ks;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -16,22 +17,12 @@ use agent::source::artifact::ArtifactStore;
 use agent::telemetry::Metrics;
 use api::source::GitRepository;
 use k8s_openapi::api::core::v1::{Event, Secret};
-use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
+use kube::Api;
 use kube::api::{ListParams, Patch, PatchParams};
-use kube::config::{KubeConfigOptions, Kubeconfig};
-use kube::{Api, Client, Config};
 use serde_json::json;
 
 const WRONG_PASSWORD: &str = "wrong-horse-battery";
 const PASSWORD: &str = "correct-horse-staple";
-
-async fn client_for(server: &kubesim::RunningServer) -> Client {
-    let kubeconfig = Kubeconfig::from_yaml(&server.kubeconfig()).unwrap_or_else(|e| panic!("{e}"));
-    let config = Config::from_custom_kubeconfig(kubeconfig, &KubeConfigOptions::default())
-        .await
-        .unwrap_or_else(|e| panic!("{e}"));
-    Client::try_from(config).unwrap_or_else(|e| panic!("{e}"))
-}
 
 fn secret(password: &str) -> serde_json::Value {
     json!({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "git-auth", "namespace": "flux-system"},
@@ -56,15 +47,9 @@ async fn a_wrong_password_is_reported_without_the_password_and_the_right_one_rec
     let server = kubesim::Server::start(kubesim::Config::default())
         .await
         .unwrap_or_else(|e| panic!("{e}"));
-    let client = client_for(&server).await;
+    let client = support_ks::client_for(&server).await;
     let apply = PatchParams::apply("test").force();
-    let crds: Api<CustomResourceDefinition> = Api::all(client.clone());
-    for crd in api::crd::all() {
-        let name = crd.metadata.name.clone().unwrap_or_default();
-        crds.patch(&name, &apply, &Patch::Apply(&crd))
-            .await
-            .unwrap_or_else(|e| panic!("{e}"));
-    }
+    support_ks::install_crds(&client).await;
     let namespaces: Api<k8s_openapi::api::core::v1::Namespace> = Api::all(client.clone());
     let namespace =
         json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "flux-system"}});

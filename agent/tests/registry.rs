@@ -1,6 +1,8 @@
 //! The registry against kubesim: one actor per object, updates forwarded, deletions
 //! delivered, stopped actors restarted.
 
+mod support_ks;
+
 use std::sync::Arc;
 use std::sync::Mutex;
 use std::time::Duration;
@@ -11,8 +13,7 @@ use agent::registry::{
 };
 use k8s_openapi::api::core::v1::ConfigMap;
 use kube::api::{DeleteParams, PostParams};
-use kube::config::{KubeConfigOptions, Kubeconfig};
-use kube::{Api, Client, Config, ResourceExt};
+use kube::{Api, ResourceExt};
 
 #[derive(Default)]
 struct Journal(Mutex<Vec<String>>);
@@ -78,14 +79,6 @@ impl Handler<Gone> for Recorder {
     }
 }
 
-async fn client_for(server: &kubesim::RunningServer) -> Client {
-    let kubeconfig = Kubeconfig::from_yaml(&server.kubeconfig()).unwrap_or_else(|e| panic!("{e}"));
-    let config = Config::from_custom_kubeconfig(kubeconfig, &KubeConfigOptions::default())
-        .await
-        .unwrap_or_else(|e| panic!("{e}"));
-    Client::try_from(config).unwrap_or_else(|e| panic!("{e}"))
-}
-
 fn config_map(name: &str, value: &str) -> ConfigMap {
     serde_json::from_value(serde_json::json!({
         "apiVersion": "v1", "kind": "ConfigMap",
@@ -119,7 +112,7 @@ async fn start(existing: &[(&str, &str)]) -> Bed {
     let server = kubesim::Server::start(kubesim::Config::default())
         .await
         .unwrap_or_else(|e| panic!("{e}"));
-    let api: Api<ConfigMap> = Api::namespaced(client_for(&server).await, "default");
+    let api: Api<ConfigMap> = Api::namespaced(support_ks::client_for(&server).await, "default");
     for (name, value) in existing {
         api.create(&PostParams::default(), &config_map(name, value))
             .await

@@ -149,6 +149,21 @@ pub async fn client_for(server: &kubesim::RunningServer) -> Client {
     Client::try_from(config).unwrap_or_else(|e| panic!("{e}"))
 }
 
+/// Server-side applies every CRD of `shared/api` (kubesim establishes them at once).
+pub async fn install_crds(client: &Client) {
+    let crds: Api<CustomResourceDefinition> = Api::all(client.clone());
+    for crd in api::crd::all() {
+        let name = crd.metadata.name.clone().unwrap_or_default();
+        crds.patch(
+            &name,
+            &PatchParams::apply("test").force(),
+            &Patch::Apply(&crd),
+        )
+        .await
+        .unwrap_or_else(|e| panic!("{name}: {e}"));
+    }
+}
+
 impl Bed {
     pub async fn start() -> Bed {
         Self::start_with(kubesim::Config::default()).await
@@ -160,17 +175,7 @@ impl Bed {
             .await
             .unwrap_or_else(|e| panic!("{e}"));
         let client = client_for(&server).await;
-        let crds: Api<CustomResourceDefinition> = Api::all(client.clone());
-        for crd in api::crd::all() {
-            let name = crd.metadata.name.clone().unwrap_or_default();
-            crds.patch(
-                &name,
-                &PatchParams::apply("test").force(),
-                &Patch::Apply(&crd),
-            )
-            .await
-            .unwrap_or_else(|e| panic!("{name}: {e}"));
-        }
+        install_crds(&client).await;
         let mut bed = Bed {
             server,
             client,
