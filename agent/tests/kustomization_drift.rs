@@ -6,20 +6,23 @@ mod support_ks;
 use serde_json::{Value, json};
 use support_ks::{Bed, Repo, deployment, kustomization};
 
-/// Scales the Deployment as another field manager would (`kubectl scale` / an edit).
-async fn scale_by_hand(bed: &Bed, replicas: u32) {
+/// Scales the Deployment as another field manager would (`kubectl scale` / an edit);
+/// returns the replicas the API server stored for that write.
+async fn scale_by_hand(bed: &Bed, replicas: u32) -> Value {
     let api: kube::Api<k8s_openapi::api::apps::v1::Deployment> =
         kube::Api::namespaced(bed.client.clone(), "default");
     let patch = json!({"apiVersion": "apps/v1", "kind": "Deployment",
         "metadata": {"name": "web", "namespace": "default"},
         "spec": {"replicas": replicas}});
-    api.patch(
-        "web",
-        &kube::api::PatchParams::apply("kubectl-edit").force(),
-        &kube::api::Patch::Apply(&patch),
-    )
-    .await
-    .unwrap_or_else(|e| panic!("{e}"));
+    let stored = api
+        .patch(
+            "web",
+            &kube::api::PatchParams::apply("kubectl-edit").force(),
+            &kube::api::Patch::Apply(&patch),
+        )
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    json!(stored.spec.and_then(|s| s.replicas))
 }
 
 async fn replicas(bed: &Bed) -> Value {
@@ -46,8 +49,8 @@ async fn an_edit_made_in_the_cluster_is_corrected_by_the_next_reconcile() {
         .await;
     bed.until_ready_at("web", &first.artifact.revision).await;
 
-    scale_by_hand(&bed, 5).await;
-    assert_eq!(replicas(&bed).await, 5);
+    // Checked on the write itself: a reconcile still finishing may already correct it.
+    assert_eq!(scale_by_hand(&bed, 5).await, 5);
     bed.apply(&requested(json!({}), "fix")).await;
     bed.until("web", "handled the request", |k| {
         k.status
@@ -78,7 +81,7 @@ async fn detect_only_mode_reports_the_drifted_fields_and_leaves_the_edit_in_plac
         .await;
     bed.until_ready_at("web", &first.artifact.revision).await;
 
-    scale_by_hand(&bed, 5).await;
+    assert_eq!(scale_by_hand(&bed, 5).await, 5);
     bed.apply(&requested(spec.clone(), "look")).await;
     let k = bed
         .until("web", "Drifted", |k| {
