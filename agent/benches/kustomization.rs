@@ -6,8 +6,7 @@
 //!    ConfigMap) from one source: time from the artifact to all N Ready, and the agent's
 //!    peak RSS. Flux cannot run here; its published figure (Flux 2.3, 16 cores: 1000 in
 //!    4m15s, 112 MiB) is printed beside ours. Run under `taskset -c 0,1` for 2 cores.
-//! 2. Our dry-run + apply of a 500-object set against `kubectl apply --server-side` of the
-//!    same set, same kubesim, one run each: objects/s and the ratio.
+//! 2. (The apply throughput against kubectl is the `apply` bench.)
 //! 3. Commit to Ready of a one-Deployment change with an immediate reconcile: p50 and p99
 //!    over 50 commits (commit + artifact packaging + publish + reconcile; the GitRepository
 //!    fetch is measured by the `git_fetch` bench).
@@ -17,31 +16,25 @@
 #[path = "../tests/support_ks/mod.rs"]
 mod support_ks;
 
-use std::io::{BufRead, Write};
-use std::process::{Command, Stdio};
+mod common;
+use common::{Sim, client, namespace, setup};
+
 use std::time::{Duration, Instant};
 
 use actix::prelude::*;
 use agent::context::{AgentContext, FIELD_MANAGER};
 use agent::hub::{ArtifactHub, Publish};
-use agent::kustomization::apply::{Applier, ChangeSet, KindCache};
-use agent::kustomization::plan;
 use agent::kustomization::{Deps, KustomizationActor};
 use agent::registry::Registry;
 use agent::telemetry::Metrics;
 use api::kustomize::Kustomization;
-use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
+use kube::Client;
 use kube::api::{Api, ListParams, Patch, PatchParams};
-use kube::config::{KubeConfigOptions, Kubeconfig};
-use kube::{Client, Config};
 use serde_json::json;
 use support_ks::{NS, Repo, deployment, kustomization};
 
-const SERVE_ENV: &str = "FLOTILLA_BENCH_SERVE_KUBESIM";
-
 fn main() {
-    if std::env::var_os(SERVE_ENV).is_some() {
-        serve_kubesim();
+    if common::serve_kubesim_if_child() {
         return;
     }
     let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
@@ -58,109 +51,9 @@ fn main() {
             fleet_of_kustomizations(*n);
         }
     }
-    if only.is_empty() || only.contains('2') {
-        apply_versus_kubectl(500);
-    }
     if only.is_empty() || only.contains('3') {
         commit_to_ready(50);
     }
-}
-
-/// The child process: kubesim until stdin closes; prints the kubeconfig path first.
-fn serve_kubesim() {
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .expect("runtime");
-    runtime.block_on(async {
-        let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
-        let server = kubesim::Server::start(kubesim::Config::default())
-            .await
-            .expect("kubesim");
-        let dir = tempfile::tempdir().expect("tempdir");
-        let path = dir.path().join("kubeconfig");
-        std::fs::write(&path, server.kubeconfig()).expect("kubeconfig");
-        println!("{}", path.display());
-        std::io::stdout().flush().expect("flush");
-        tokio::task::spawn_blocking(|| {
-            let mut line = String::new();
-            while std::io::stdin().lock().read_line(&mut line).unwrap_or(0) > 0 {}
-        })
-        .await
-        .expect("stdin");
-        server.shutdown().await;
-    });
-}
-
-/// A kubesim child process; killed on drop.
-struct Sim {
-    child: std::process::Child,
-    kubeconfig: std::path::PathBuf,
-}
-
-impl Sim {
-    fn start() -> Sim {
-        let mut child = Command::new(std::env::current_exe().expect("exe"))
-            .env(SERVE_ENV, "1")
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .spawn()
-            .expect("kubesim child");
-        let mut line = String::new();
-        std::io::BufReader::new(child.stdout.take().expect("stdout"))
-            .read_line(&mut line)
-            .expect("kubeconfig path");
-        Sim {
-            child,
-            kubeconfig: line.trim().into(),
-        }
-    }
-
-    async fn client(&self) -> Client {
-        client(&std::fs::read_to_string(&self.kubeconfig).expect("kubeconfig")).await
-    }
-}
-
-impl Drop for Sim {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-async fn client(kubeconfig: &str) -> Client {
-    let kubeconfig = Kubeconfig::from_yaml(kubeconfig).expect("kubeconfig");
-    let config = Config::from_custom_kubeconfig(kubeconfig, &KubeConfigOptions::default())
-        .await
-        .expect("config");
-    Client::try_from(config).expect("client")
-}
-
-async fn setup(client: &Client) {
-    let crds: Api<CustomResourceDefinition> = Api::all(client.clone());
-    for crd in api::crd::all() {
-        let name = crd.metadata.name.clone().unwrap_or_default();
-        crds.patch(
-            &name,
-            &PatchParams::apply("bench").force(),
-            &Patch::Apply(&crd),
-        )
-        .await
-        .expect("crd");
-    }
-    namespace(client, NS).await;
-}
-
-async fn namespace(client: &Client, name: &str) {
-    let api: Api<k8s_openapi::api::core::v1::Namespace> = Api::all(client.clone());
-    let ns = json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name}});
-    api.patch(
-        name,
-        &PatchParams::apply("bench").force(),
-        &Patch::Apply(&ns),
-    )
-    .await
-    .expect("namespace");
 }
 
 fn podinfo(repo: &Repo, replicas: u32) {
@@ -302,79 +195,6 @@ fn fleet_of_kustomizations(n: usize) {
             }
         );
     });
-}
-
-fn apply_versus_kubectl(count: usize) {
-    let system = actix::System::new();
-    system.block_on(async move {
-        let sim = Sim::start();
-        let client = sim.client().await;
-        let objects = |namespace: &str| -> Vec<serde_json::Value> {
-            (0..count)
-                .map(|i| {
-                    if i % 5 == 0 {
-                        serde_json::from_str::<serde_json::Value>(&yaml_to_json(&deployment(
-                            &format!("app-{i}"),
-                            namespace,
-                            1,
-                        )))
-                        .expect("deployment")
-                    } else {
-                        json!({"apiVersion": "v1", "kind": "ConfigMap",
-                            "metadata": {"name": format!("config-{i}"), "namespace": namespace},
-                            "data": {"index": i.to_string(), "payload": "x".repeat(200)}})
-                    }
-                })
-                .collect()
-        };
-        namespace(&client, "ours").await;
-        namespace(&client, "kubectl").await;
-
-        let applier = Applier {
-            client: client.clone(),
-            kinds: KindCache::default(),
-            field_manager: FIELD_MANAGER.into(),
-            force: false,
-        };
-        let plan = plan::plan_apply(objects("ours")).expect("plan");
-        let all: Vec<_> = plan.objects().cloned().collect();
-        let started = Instant::now();
-        let (prepared, _) = applier.prepare(&all, &all).await.expect("dry-run");
-        let mut changes = ChangeSet::default();
-        applier.apply(&prepared, &mut changes).await.expect("apply");
-        let ours = started.elapsed();
-
-        let file = tempfile::NamedTempFile::new().expect("file");
-        let list = json!({"apiVersion": "v1", "kind": "List", "items": objects("kubectl")});
-        std::fs::write(file.path(), list.to_string()).expect("write");
-        let started = Instant::now();
-        let status = Command::new("kubectl")
-            .args(["apply", "--server-side", "--validate=false", "-f"])
-            .arg(file.path())
-            .env("KUBECONFIG", &sim.kubeconfig)
-            .stdout(Stdio::null())
-            .status()
-            .expect("kubectl");
-        let theirs = started.elapsed();
-        assert!(status.success(), "kubectl apply failed");
-        let rate = |d: Duration| count as f64 / d.as_secs_f64();
-        println!(
-            "bench 2: {count} objects, first apply: ours {:.0} objects/s ({:.2}s, dry-run of all + apply), \
-             kubectl apply --server-side {:.0} objects/s ({:.2}s); ratio {:.1}x",
-            rate(ours),
-            ours.as_secs_f64(),
-            rate(theirs),
-            theirs.as_secs_f64(),
-            theirs.as_secs_f64() / ours.as_secs_f64()
-        );
-    });
-}
-
-/// The one-document YAML our fixtures write, as JSON (via the kustomize engine's reader).
-fn yaml_to_json(yaml: &str) -> String {
-    let docs = kustomize::yaml::parse_documents(yaml, Default::default()).expect("yaml");
-    let node = docs.into_iter().flatten().next().expect("document");
-    kustomize::yaml::go_json(&node).expect("json")
 }
 
 fn commit_to_ready(commits: usize) {

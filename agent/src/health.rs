@@ -50,6 +50,18 @@ impl Health {
     }
 }
 
+/// How a reconcile judges the objects it waits for. Today kstatus' rules for every object;
+/// `spec.healthCheckExprs` will add the user's own rules for some kinds.
+#[derive(Debug, Clone, Default)]
+pub struct Rules {}
+
+impl Rules {
+    /// The health of `object` under these rules.
+    pub fn judge(&self, object: &Value) -> Health {
+        compute(object)
+    }
+}
+
 /// Computes the health of an object as read from the API server.
 pub fn compute(object: &Value) -> Health {
     if let Some(health) = generic(object) {

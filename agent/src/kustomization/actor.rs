@@ -33,7 +33,8 @@ use api::conditions::annotations;
 use api::kustomize::Kustomization;
 use kube::{Resource, ResourceExt};
 
-use super::reconcile::{self, Deps, Outcome};
+use super::deps::Deps;
+use super::reconcile::{self, Outcome};
 use crate::hub::{ArtifactReady, Latest, SourceRef, Subscribe, Unsubscribe};
 use crate::registry::{Gone, ObjectActor, ObjectKey, Observed};
 

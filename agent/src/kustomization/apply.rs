@@ -668,7 +668,12 @@ impl Applier {
 
     /// Waits until every target is healthy by kstatus' rules, failing at `timeout` (or at
     /// once when one has failed for good). Waiting uses timers; the actor is never blocked.
-    pub async fn wait(&self, targets: &[Target], timeout: Duration) -> Result<(), ApplyError> {
+    pub async fn wait(
+        &self,
+        targets: &[Target],
+        timeout: Duration,
+        rules: &health::Rules,
+    ) -> Result<(), ApplyError> {
         let deadline = tokio::time::Instant::now() + timeout;
         let mut delay = Duration::from_millis(100);
         loop {
@@ -697,7 +702,7 @@ impl Applier {
                     pending.push(format!("{} status: 'NotFound'", target.subject));
                     continue;
                 };
-                let health = health::compute(&live);
+                let health = rules.judge(&live);
                 match health.status {
                     HealthStatus::Current => {}
                     HealthStatus::Failed => {

@@ -1,21 +1,27 @@
 //! From an artifact to the objects a Kustomization applies: unpack, build with the native
 //! kustomize engine at `spec.path`, apply the spec's own transformations, substitute.
 //!
-//! Runs synchronously (it reads files and burns CPU): the reconciler calls it through
-//! `spawn_blocking`.
+//! [`from_artifact`] is the reconcile's build step; it runs [`build`] (synchronous: it reads
+//! files and burns CPU) on a blocking thread.
 //!
 //! The spec's transformations (`targetNamespace`, `namePrefix`/`nameSuffix`, `patches`,
 //! `images`, `components`) are those Flux adds to the kustomization at `spec.path`. We build
 //! the directory first and feed its output to a generated overlay holding them, which gives
 //! the same objects without editing the user's files.
 
+use std::collections::BTreeMap;
 use std::path::Path;
 
-use api::kustomize::KustomizationSpec;
+use api::conditions::reasons;
+use api::kustomize::{Kustomization, KustomizationSpec};
+use k8s_openapi::api::core::v1::{ConfigMap, Secret};
+use kube::{Api, ResourceExt};
 use kustomize::{DiskFs, Options};
 use serde_json::{Value, json};
 
+use super::status::Failure;
 use super::substitute::{self, SubstituteError, Variables};
+use crate::hub::ArtifactReady;
 
 /// Largest unpacked artifact accepted.
 pub const MAX_ARTIFACT_SIZE: u64 = 512 * 1024 * 1024;
@@ -255,6 +261,93 @@ fn with_common_metadata(mut object: Value, spec: &KustomizationSpec) -> Value {
         }
     }
     object
+}
+
+/// The build step of a reconcile: reads the postBuild variables, then unpacks and builds
+/// the artifact on a blocking thread, at most `builds` at once.
+pub async fn from_artifact(
+    builds: &tokio::sync::Semaphore,
+    client: &kube::Client,
+    object: &Kustomization,
+    artifact: &ArtifactReady,
+) -> Result<Vec<Value>, Failure> {
+    let namespace = object.namespace().unwrap_or_default();
+    let variables = variables(client, &namespace, object)
+        .await
+        .map_err(|message| Failure {
+            reason: reasons::BUILD_FAILED,
+            message,
+            terminal: false,
+        })?;
+    let spec = object.spec.clone();
+    let file = artifact.file.clone();
+    // The semaphore is never closed, so acquiring only fails if it were; build anyway then.
+    let permit = builds.acquire().await.ok();
+    let built = tokio::task::spawn_blocking(move || {
+        let workdir = tempfile::tempdir().map_err(BuildError::Io)?;
+        unpack(&file, workdir.path())?;
+        build(workdir.path(), &spec, variables.as_ref())
+    })
+    .await;
+    drop(permit);
+    match built {
+        Ok(Ok(objects)) => Ok(objects),
+        Ok(Err(error)) => Err(Failure {
+            reason: error.reason(),
+            terminal: error.reason() == reasons::BUILD_FAILED,
+            message: error.to_string(),
+        }),
+        Err(join) => Err(Failure {
+            reason: reasons::BUILD_FAILED,
+            message: format!("build aborted: {join}"),
+            terminal: false,
+        }),
+    }
+}
+
+/// `postBuild.substitute` and `substituteFrom`; `None` when there is no postBuild.
+async fn variables(
+    client: &kube::Client,
+    namespace: &str,
+    object: &Kustomization,
+) -> Result<Option<super::substitute::Variables>, String> {
+    let Some(post_build) = &object.spec.post_build else {
+        return Ok(None);
+    };
+    let mut variables = BTreeMap::new();
+    for reference in &post_build.substitute_from {
+        let shown = format!("substitute from '{}/{}'", reference.kind, reference.name);
+        let found: Option<BTreeMap<String, String>> = match reference.kind.as_str() {
+            "ConfigMap" => Api::<ConfigMap>::namespaced(client.clone(), namespace)
+                .get_opt(&reference.name)
+                .await
+                .map_err(|e| format!("{shown} failed: {e}"))?
+                .map(|c| c.data.unwrap_or_default()),
+            "Secret" => Api::<Secret>::namespaced(client.clone(), namespace)
+                .get_opt(&reference.name)
+                .await
+                .map_err(|e| format!("{shown} failed: {e}"))?
+                .map(|s| {
+                    s.data
+                        .unwrap_or_default()
+                        .into_iter()
+                        .map(|(k, v)| (k, String::from_utf8_lossy(&v.0).into_owned()))
+                        .collect()
+                }),
+            other => return Err(format!("{shown}: unsupported kind {other}")),
+        };
+        match found {
+            Some(values) => variables.extend(values),
+            None if reference.optional => {}
+            None => return Err(format!("{shown} failed: not found")),
+        }
+    }
+    if let Some(inline) = &post_build.substitute {
+        variables.extend(inline.clone());
+    }
+    super::substitute::normalize(variables)
+        .map(Some)
+        .map_err(|e| e.to_string())
 }
 
 #[cfg(test)]

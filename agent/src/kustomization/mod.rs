@@ -6,12 +6,14 @@
 //! - [`build`]: artifact -> objects (native kustomize, spec transformations, substitution).
 //! - [`plan`]: pure apply order, stages, prune candidates, inventory.
 //! - [`apply`]: server-side dry-run, apply, prune and health waits, as a typed change set.
+//! - [`deps`]: what all actors share (context, caches, concurrency limits, waiters).
 //! - [`drift`], [`status`], [`dependencies`], [`substitute`], [`impersonate`]: the parts.
 
 pub mod actor;
 pub mod apply;
 pub mod build;
 pub mod dependencies;
+pub mod deps;
 pub mod drift;
 pub mod impersonate;
 pub mod plan;
@@ -20,4 +22,4 @@ pub mod status;
 pub mod substitute;
 
 pub use actor::{KustomizationActor, RequestReconcile};
-pub use reconcile::Deps;
+pub use deps::Deps;

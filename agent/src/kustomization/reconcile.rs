@@ -2,88 +2,30 @@
 //! dry-run of everything, staged apply, prune, health; then one status write, one event and
 //! the metrics. The actor decides when to run it; this module decides what it does.
 
-use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Instant;
 
 use api::conditions::{self, annotations, reasons, types};
 use api::inventory::{ResourceInventory, ResourceRef};
 use api::kustomize::{DriftMode, Kustomization, KustomizationStatus};
-use k8s_openapi::api::core::v1::{ConfigMap, Secret};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use kube::api::{Patch, PatchParams};
 use kube::{Api, Resource, ResourceExt};
 use serde_json::json;
 
-use super::apply::{self, Action, Applier, ApplyError, ChangeSet, KindCache, Prepared, Target};
-use super::build::{self, BuildError};
+use super::apply::{self, Action, Applier, ApplyError, ChangeSet, Prepared, Target};
+use super::build;
+use super::deps::Deps;
 use super::plan::{self, Stage};
 use super::status::{self, Failure, Report};
 use super::{dependencies, impersonate};
-use actix::Recipient;
-
-use super::actor::RequestReconcile;
-use crate::context::AgentContext;
 use crate::events::{self, EventType, Occurrence};
+use crate::health;
 use crate::hub::ArtifactReady;
-use crate::registry::ObjectKey;
 
 /// The finalizer that lets a Kustomization prune its objects when it is deleted.
 pub const FINALIZER: &str = "finalizers.fluxcd.io";
 const KIND: &str = "Kustomization";
-
-/// What every Kustomization actor shares.
-#[derive(Clone)]
-pub struct Deps {
-    pub context: AgentContext,
-    pub kinds: KindCache,
-    /// Builds running at once: one per core, so that a thousand reconciles starting
-    /// together queue for the CPU instead of each taking a blocking thread and its memory.
-    pub builds: Arc<tokio::sync::Semaphore>,
-    /// Reconciles between dependency check and prune running at once (Flux's
-    /// `--concurrent`, scaled by cores). Health waits happen outside it, so a Kustomization
-    /// waiting for its workloads never holds a slot that a healthy one needs.
-    pub reconciles: Arc<tokio::sync::Semaphore>,
-    /// Kustomizations waiting for another to become Ready, so that they reconcile the moment
-    /// it is (rather than at their next retry).
-    pub waiters: Waiters,
-}
-
-/// Who waits for which Kustomization (by `namespace/name`) to become Ready.
-#[derive(Clone, Default)]
-pub struct Waiters(Arc<dashmap::DashMap<ObjectKey, Vec<Recipient<RequestReconcile>>>>);
-
-impl Waiters {
-    /// `waiter` gets [`RequestReconcile`] once `dependency` next succeeds.
-    pub fn wait_for(&self, dependency: ObjectKey, waiter: Recipient<RequestReconcile>) {
-        let mut entry = self.0.entry(dependency).or_default();
-        if !entry.contains(&waiter) {
-            entry.push(waiter);
-        }
-    }
-
-    /// `dependency` succeeded: wake everyone waiting for it.
-    pub fn ready(&self, dependency: &ObjectKey) {
-        if let Some((_, waiters)) = self.0.remove(dependency) {
-            for waiter in waiters {
-                waiter.do_send(RequestReconcile);
-            }
-        }
-    }
-}
-
-impl Deps {
-    pub fn new(context: AgentContext) -> Self {
-        let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
-        Deps {
-            context,
-            kinds: KindCache::default(),
-            builds: Arc::new(tokio::sync::Semaphore::new(cores)),
-            reconciles: Arc::new(tokio::sync::Semaphore::new(8 * cores)),
-            waiters: Waiters::default(),
-        }
-    }
-}
 
 /// What a reconcile did, for the actor to schedule the next one.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -205,44 +147,9 @@ async fn run(
     };
 
     // 3. Build (off the actor's thread: files and CPU).
-    let variables = match variables(&client, &namespace, object).await {
-        Ok(v) => v,
-        Err(message) => {
-            return with_revision(Report::failed(Failure {
-                reason: reasons::BUILD_FAILED,
-                message,
-                terminal: false,
-            }));
-        }
-    };
-    let spec_for_build = spec.clone();
-    let file = artifact.file.clone();
-    // The semaphore is never closed, so acquiring only fails if it were; build anyway then.
-    let permit = deps.builds.acquire().await.ok();
-    let built = tokio::task::spawn_blocking(move || {
-        let workdir = tempfile::tempdir().map_err(BuildError::Io)?;
-        build::unpack(&file, workdir.path())?;
-        build::build(workdir.path(), &spec_for_build, variables.as_ref())
-    })
-    .await;
-    drop(permit);
-    let objects = match built {
-        Ok(Ok(objects)) => objects,
-        Ok(Err(error)) => {
-            let terminal = error.reason() == reasons::BUILD_FAILED;
-            return with_revision(Report::failed(Failure {
-                reason: error.reason(),
-                message: error.to_string(),
-                terminal,
-            }));
-        }
-        Err(join) => {
-            return with_revision(Report::failed(Failure {
-                reason: reasons::BUILD_FAILED,
-                message: format!("build aborted: {join}"),
-                terminal: false,
-            }));
-        }
+    let objects = match build::from_artifact(&deps.builds, &client, object, &artifact).await {
+        Ok(objects) => objects,
+        Err(failure) => return with_revision(Report::failed(failure)),
     };
     let mut plan = match plan::plan_apply(objects) {
         Ok(plan) => plan,
@@ -325,7 +232,10 @@ async fn run(
             .filter(|p| matches!(p.action(), Action::Created | Action::Configured))
             .map(Target::from)
             .collect();
-        if let Err(error) = applier.wait(&definitions, timeout).await {
+        if let Err(error) = applier
+            .wait(&definitions, timeout, &health::Rules::default())
+            .await
+        {
             return failed(error, &first.iter().collect::<Vec<_>>());
         }
         let deferred: Vec<_> = deferred.into_iter().map(|d| d.0).collect();
@@ -399,7 +309,10 @@ async fn run(
             && previous.last_applied_revision.as_deref() == Some(revision.as_str())
             && !changes.changed_anything();
         if !already_healthy {
-            match applier.wait(&targets, timeout).await {
+            match applier
+                .wait(&targets, timeout, &health::Rules::default())
+                .await
+            {
                 Ok(()) => report.healthy = Some(true),
                 Err(error) => {
                     report.healthy = Some(false);
@@ -430,51 +343,6 @@ fn merge(previous: &ResourceInventory, applied: &[&Prepared]) -> ResourceInvento
         }
     }
     ResourceInventory { entries }
-}
-
-/// `postBuild.substitute` and `substituteFrom`; `None` when there is no postBuild.
-async fn variables(
-    client: &kube::Client,
-    namespace: &str,
-    object: &Kustomization,
-) -> Result<Option<super::substitute::Variables>, String> {
-    let Some(post_build) = &object.spec.post_build else {
-        return Ok(None);
-    };
-    let mut variables = BTreeMap::new();
-    for reference in &post_build.substitute_from {
-        let shown = format!("substitute from '{}/{}'", reference.kind, reference.name);
-        let found: Option<BTreeMap<String, String>> = match reference.kind.as_str() {
-            "ConfigMap" => Api::<ConfigMap>::namespaced(client.clone(), namespace)
-                .get_opt(&reference.name)
-                .await
-                .map_err(|e| format!("{shown} failed: {e}"))?
-                .map(|c| c.data.unwrap_or_default()),
-            "Secret" => Api::<Secret>::namespaced(client.clone(), namespace)
-                .get_opt(&reference.name)
-                .await
-                .map_err(|e| format!("{shown} failed: {e}"))?
-                .map(|s| {
-                    s.data
-                        .unwrap_or_default()
-                        .into_iter()
-                        .map(|(k, v)| (k, String::from_utf8_lossy(&v.0).into_owned()))
-                        .collect()
-                }),
-            other => return Err(format!("{shown}: unsupported kind {other}")),
-        };
-        match found {
-            Some(values) => variables.extend(values),
-            None if reference.optional => {}
-            None => return Err(format!("{shown} failed: not found")),
-        }
-    }
-    if let Some(inline) = &post_build.substitute {
-        variables.extend(inline.clone());
-    }
-    super::substitute::normalize(variables)
-        .map(Some)
-        .map_err(|e| e.to_string())
 }
 
 /// Writes status, emits the event and records metrics for a finished reconcile.
