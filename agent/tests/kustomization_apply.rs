@@ -359,3 +359,25 @@ async fn deleting_a_kustomization_with_prune_removes_its_objects() {
     }
     panic!("the Kustomization or its ConfigMap is still there");
 }
+
+/// Flux's bootstrap layout: a Kustomization that applies its own object. With `wait` it
+/// must not wait for itself (it cannot be Ready before its reconcile ends).
+#[actix::test]
+async fn a_kustomization_that_applies_itself_does_not_wait_for_itself() {
+    let bed = Bed::start().await;
+    let repo = Repo::new("app");
+    let itself = kustomization("self", "app", "./", json!({"wait": true, "timeout": "10m"}));
+    repo.write("self.yaml", &itself.to_string())
+        .write("config.yaml", &config_map("settings", "default", "one"));
+    let first = repo.commit("first");
+    bed.publish(first.clone()).await;
+    bed.apply(&itself).await;
+    let k = bed.until_ready_at("self", &first.artifact.revision).await;
+    let entries = k.status.and_then(|s| s.inventory).map(|i| i.entries);
+    assert!(
+        entries.is_some_and(|e| e
+            .iter()
+            .any(|e| e.id == "flux-system_self_kustomize.toolkit.fluxcd.io_Kustomization")),
+        "the Kustomization is part of its own inventory"
+    );
+}

@@ -177,9 +177,68 @@ async fn a_kustomization_stuck_waiting_never_delays_a_healthy_one() {
     bed.until_ready_at("fast", &first.artifact.revision).await;
     let slow = bed.kustomization("slow").await;
     assert!(
-        ready(&slow).is_none(),
+        still_in_progress(&slow),
         "slow finished first: {:?}",
         ready(&slow)
+    );
+}
+
+/// No outcome yet: no Ready condition, or `Unknown` while a reconcile is under way.
+fn still_in_progress(k: &api::kustomize::Kustomization) -> bool {
+    ready(k).is_none_or(|(status, ..)| status == "Unknown")
+}
+
+#[actix::test]
+async fn a_new_revision_cancels_the_health_wait_for_the_old_one() {
+    let bed = Bed::start().await;
+    let repo = Repo::new("app");
+    repo.write("config.yaml", &config_map("settings", "default", "one"));
+    let first = repo.commit("first");
+    bed.publish(first.clone()).await;
+    // Waits (up to far longer than this test may take) for a Deployment the first
+    // revision lacks; the second revision brings it.
+    bed.apply(&kustomization(
+        "waits",
+        "app",
+        "./",
+        json!({"timeout": "10m", "healthChecks": [
+            {"apiVersion": "apps/v1", "kind": "Deployment", "name": "web", "namespace": "default"}
+        ]}),
+    ))
+    .await;
+    let expected = format!(
+        "Running health checks for revision {} with a timeout of 10m0s",
+        first.artifact.revision
+    );
+    let waiting = bed
+        .until("waits", "the health check in progress", |k| {
+            let conditions = k.status.clone().unwrap_or_default().conditions;
+            let reconciling = api::conditions::find_condition(&conditions, "Reconciling");
+            let healthy = api::conditions::find_condition(&conditions, "Healthy");
+            reconciling.is_some_and(|c| c.status == "True" && c.message == expected)
+                && healthy.is_some_and(|c| c.status == "Unknown")
+        })
+        .await;
+    assert_eq!(
+        ready(&waiting).map(|r| (r.0, r.1)),
+        Some(("Unknown".into(), "Progressing".into()))
+    );
+
+    repo.write("web.yaml", &deployment("web", "default", 1));
+    let second = repo.commit("second");
+    bed.publish(second.clone()).await;
+    bed.until_ready_at("waits", &second.artifact.revision).await;
+    let canceled = bed
+        .events("waits")
+        .await
+        .into_iter()
+        .find(|(reason, _)| reason == "HealthCheckCanceled")
+        .map(|(_, message)| message);
+    assert_eq!(
+        canceled.as_deref(),
+        Some(
+            "Health checks canceled due to new reconciliation triggered by GitRepository/flux-system/app"
+        )
     );
 }
 
@@ -274,7 +333,7 @@ async fn an_agent_killed_mid_apply_converges_after_restart_with_a_consistent_inv
         (5..COUNT).contains(&applied),
         "the kill did not land mid-apply ({applied} applied)"
     );
-    assert!(ready(&bed.kustomization("many").await).is_none());
+    assert!(still_in_progress(&bed.kustomization("many").await));
     bed.server.set_faults(kubesim::Faults::default());
 
     bed.start_agent().await;

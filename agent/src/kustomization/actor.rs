@@ -157,6 +157,9 @@ pub struct KustomizationActor {
     artifact: Option<ArtifactReady>,
     state: State,
     timer: Option<SpawnHandle>,
+    /// The revision the running reconcile works on, and how to interrupt its health wait
+    /// when a newer one arrives.
+    running: Option<(Option<String>, tokio::sync::watch::Sender<Option<String>>)>,
 }
 
 fn source_of(object: &Kustomization) -> SourceRef {
@@ -200,9 +203,19 @@ impl KustomizationActor {
         let deps = self.deps.clone();
         let seen = self.object.clone();
         let artifact = self.artifact.clone();
+        let (interrupt, interrupted) = tokio::sync::watch::channel(None);
+        self.running = Some((
+            artifact.as_ref().map(|a| a.artifact.revision.clone()),
+            interrupt,
+        ));
         // Its own task: a panic ends the task only, and is seen here as a join error.
-        let task = actix::spawn(async move { reconcile::reconcile(&deps, seen, artifact).await });
-        ctx.spawn(task.into_actor(self).map(|joined, act, ctx| match joined {
+        let task =
+            actix::spawn(
+                async move { reconcile::reconcile(&deps, seen, artifact, interrupted).await },
+            );
+        ctx.spawn(task.into_actor(self).map(|joined, act, ctx| {
+            act.running = None;
+            match joined {
             Ok(outcome) => {
                 act.announce(&outcome, ctx);
                 act.apply(Input::Finished(outcome), ctx);
@@ -210,6 +223,7 @@ impl KustomizationActor {
             Err(error) => {
                 tracing::error!(object = %act.object.name_any(), %error, "reconcile panicked; restarting the actor");
                 ctx.stop();
+            }
             }
         }));
     }
@@ -286,6 +300,7 @@ impl ObjectActor for KustomizationActor {
             artifact: None,
             state: State::Idle { failures: 0 },
             timer: None,
+            running: None,
         }
     }
 }
@@ -330,6 +345,15 @@ impl Handler<ArtifactReady> for KustomizationActor {
     fn handle(&mut self, ready: ArtifactReady, ctx: &mut Context<Self>) {
         if ready.source != self.source || self.artifact.as_ref() == Some(&ready) {
             return;
+        }
+        if let Some((revision, interrupt)) = &self.running
+            && revision.as_deref() != Some(ready.artifact.revision.as_str())
+        {
+            let source = &self.source;
+            interrupt.send_replace(Some(format!(
+                "{}/{}/{}",
+                source.kind, source.namespace, source.name
+            )));
         }
         self.artifact = Some(ready);
         self.apply(Input::Trigger, ctx);

@@ -6,6 +6,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use api::conditions::{self, annotations, reasons, types};
+use api::duration::go_string;
 use api::inventory::{ResourceInventory, ResourceRef};
 use api::kustomize::{DriftMode, Kustomization, KustomizationStatus};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
@@ -26,6 +27,15 @@ use crate::hub::ArtifactReady;
 /// The finalizer that lets a Kustomization prune its objects when it is deleted.
 pub const FINALIZER: &str = "finalizers.fluxcd.io";
 const KIND: &str = "Kustomization";
+/// Flux's prefix for failures that retrying the same input cannot fix.
+const TERMINAL_ERROR_MESSAGE: &str = "Reconciliation failed terminally due to configuration error";
+
+/// Set by the actor to `Kind/namespace/name` of the source when a new revision of it arrives
+/// during the reconcile: a health wait for the old revision is then given up with
+/// `HealthCheckCanceled` and the new revision reconciled right after, as Flux's
+/// `CancelHealthCheckOnNewRevision` does (always on here: waiting out the timeout of a
+/// revision already replaced helps no one).
+pub type Interrupt = tokio::sync::watch::Receiver<Option<String>>;
 
 /// What a reconcile did, for the actor to schedule the next one.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -48,6 +58,7 @@ pub async fn reconcile(
     deps: &Deps,
     seen: Arc<Kustomization>,
     artifact: Option<ArtifactReady>,
+    interrupt: Interrupt,
 ) -> Outcome {
     let context = &deps.context;
     let name = seen.name_any();
@@ -78,7 +89,7 @@ pub async fn reconcile(
         return Outcome::Retry;
     }
     let started = Instant::now();
-    let mut report = run(deps, &object, artifact, slot).await;
+    let mut report = run(deps, &object, artifact, slot, interrupt).await;
     report.took = started.elapsed();
     report.requested_at = object
         .annotations()
@@ -87,12 +98,14 @@ pub async fn reconcile(
     finish(deps, &object, report).await
 }
 
-/// The steps of a reconcile; never writes status (that is [`finish`]'s job).
+/// The steps of a reconcile. The outcome's status is [`finish`]'s to write; this only shows
+/// progress while working on new input (see [`status::in_progress`]).
 async fn run(
     deps: &Deps,
     object: &Kustomization,
     artifact: Option<ArtifactReady>,
     slot: Option<tokio::sync::SemaphorePermit<'_>>,
+    mut interrupt: Interrupt,
 ) -> Report {
     let context = &deps.context;
     let spec = &object.spec;
@@ -145,6 +158,24 @@ async fn run(
         report.revision = Some(revision.clone());
         report
     };
+    let timeout = spec
+        .timeout
+        .as_ref()
+        .map_or_else(|| spec.interval.as_std(), |t| t.as_std());
+    let new_input = previous.last_attempted_revision.as_deref() != Some(revision.as_str())
+        || previous.observed_generation != object.meta().generation;
+    let mut shown = previous.clone();
+    if new_input {
+        shown = status::in_progress(
+            &shown,
+            &format!(
+                "Fetching manifests for revision {revision} with a timeout of {}",
+                go_string(timeout)
+            ),
+            now(),
+        );
+        write_status(deps, object, &shown).await;
+    }
 
     // 3. Build (off the actor's thread: files and CPU).
     let objects = match build::from_artifact(&deps.builds, &client, object, &artifact).await {
@@ -166,8 +197,8 @@ async fn run(
         Ok(rules) => rules,
         Err(error) => {
             return with_revision(Report::failed(Failure {
-                reason: reasons::RECONCILIATION_FAILED,
-                message: error.to_string(),
+                reason: reasons::INVALID_CEL_EXPRESSION,
+                message: format!("{TERMINAL_ERROR_MESSAGE}: {error}"),
                 terminal: true,
             }));
         }
@@ -231,10 +262,6 @@ async fn run(
     if let Err(error) = applier.apply(&first, &mut changes).await {
         return failed(error, &[]);
     }
-    let timeout = spec
-        .timeout
-        .as_ref()
-        .map_or_else(|| spec.interval.as_std(), |t| t.as_std());
     let mut rest = rest;
     if !deferred.is_empty() {
         // Namespaces and CRDs must serve before what they hold can be checked and applied.
@@ -295,6 +322,13 @@ async fn run(
         ..Report::default()
     };
     let mut targets: Vec<Target> = Vec::new();
+    // Waiting for itself (a Kustomization that applies its own object) could never end.
+    let is_self = |t: &Target| {
+        t.resource.kind == KIND
+            && t.resource.group == api::kustomize::GROUP
+            && t.name == name
+            && t.namespace == namespace
+    };
     if spec.wait {
         targets.extend(
             applied
@@ -315,17 +349,35 @@ async fn run(
             }
         }
     }
+    targets.retain(|t| !is_self(t));
     if !targets.is_empty() {
         let already_healthy = conditions::is_true(&previous.conditions, types::HEALTHY)
             && previous.last_applied_revision.as_deref() == Some(revision.as_str())
             && !changes.changed_anything();
         if !already_healthy {
-            match applier
-                .wait(&targets, timeout, &health_rules)
-                .await
-            {
-                Ok(()) => report.healthy = Some(true),
-                Err(error) => {
+            shown = status::checking_health(
+                &shown,
+                &format!(
+                    "Running health checks for revision {revision} with a timeout of {}",
+                    go_string(timeout)
+                ),
+                now(),
+            );
+            write_status(deps, object, &shown).await;
+            let waited = tokio::select! {
+                waited = applier.wait(&targets, timeout, &health_rules) => Some(waited),
+                trigger = interrupted(&mut interrupt) => {
+                    report.failure = Some(Failure {
+                        reason: reasons::HEALTH_CHECK_CANCELED,
+                        message: format!("New reconciliation triggered by {trigger}"),
+                        terminal: false,
+                    });
+                    None
+                }
+            };
+            match waited {
+                Some(Ok(())) => report.healthy = Some(true),
+                Some(Err(error)) => {
                     report.healthy = Some(false);
                     report.failure = Some(Failure {
                         reason: reasons::HEALTH_CHECK_FAILED,
@@ -333,6 +385,7 @@ async fn run(
                         terminal: false,
                     });
                 }
+                None => {}
             }
         } else {
             report.healthy = Some(true);
@@ -367,6 +420,21 @@ async fn finish(deps: &Deps, object: &Kustomization, report: Report) -> Outcome 
 
     let was_ready = conditions::is_true(&previous.conditions, types::READY);
     match &report.failure {
+        // Not a failure of this revision: a newer one took its place.
+        Some(failure) if failure.reason == reasons::HEALTH_CHECK_CANCELED => {
+            let trigger = failure
+                .message
+                .trim_start_matches("New reconciliation triggered by ");
+            emit(
+                deps,
+                object,
+                "Normal",
+                failure.reason,
+                &format!("Health checks canceled due to new reconciliation triggered by {trigger}"),
+                report.revision.as_deref(),
+            )
+            .await;
+        }
         Some(failure) => {
             emit(
                 deps,
@@ -419,6 +487,15 @@ async fn finish(deps: &Deps, object: &Kustomization, report: Report) -> Outcome 
         None => Outcome::Succeeded,
         Some(f) if f.terminal => Outcome::Stalled,
         Some(_) => Outcome::Retry,
+    }
+}
+
+/// Resolves with the trigger once the actor interrupts; never when it does not.
+async fn interrupted(interrupt: &mut Interrupt) -> String {
+    match interrupt.wait_for(Option::is_some).await {
+        Ok(trigger) => trigger.clone().unwrap_or_default(),
+        // The actor is gone (it stopped, e.g. the object was deleted): nothing will come.
+        Err(_) => std::future::pending().await,
     }
 }
 

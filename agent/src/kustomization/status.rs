@@ -65,6 +65,55 @@ impl Report {
     }
 }
 
+/// The status shown while a reconcile of new input (a revision or generation not attempted
+/// yet) is under way, as Flux shows it: `Ready=Unknown` and `Reconciling=True` saying what
+/// is being done. A periodic reconcile of the same input does not write it, so that it
+/// writes status once.
+pub fn in_progress(previous: &KustomizationStatus, step: &str, now: Time) -> KustomizationStatus {
+    let mut status = previous.clone();
+    let generation = previous.observed_generation;
+    let c = &mut status.conditions;
+    conditions::set_unknown(
+        c,
+        types::READY,
+        reasons::PROGRESSING,
+        "Reconciliation in progress",
+        generation,
+        now.clone(),
+    );
+    conditions::set_condition(
+        c,
+        types::RECONCILING,
+        true,
+        reasons::PROGRESSING,
+        step,
+        generation,
+        now,
+    );
+    c.sort_by_key(|c| condition_rank(&c.type_));
+    status
+}
+
+/// [`in_progress`] while waiting for health: `Healthy=Unknown` too.
+pub fn checking_health(
+    previous: &KustomizationStatus,
+    step: &str,
+    now: Time,
+) -> KustomizationStatus {
+    let mut status = in_progress(previous, step, now.clone());
+    let generation = previous.observed_generation;
+    conditions::set_unknown(
+        &mut status.conditions,
+        types::HEALTHY,
+        reasons::PROGRESSING,
+        step,
+        generation,
+        now,
+    );
+    status.conditions.sort_by_key(|c| condition_rank(&c.type_));
+    status
+}
+
 /// The status after a reconcile.
 pub fn next(
     previous: &KustomizationStatus,
@@ -313,6 +362,39 @@ mod tests {
             ok.history[0].last_reconciled_status,
             "ReconciliationSucceeded"
         );
+    }
+
+    #[test]
+    fn progress_shows_ready_unknown_and_what_is_being_done_then_the_outcome_replaces_it() {
+        let ok = next(
+            &KustomizationStatus::default(),
+            Some(1),
+            &Report {
+                revision: Some("main@sha1:a".into()),
+                healthy: Some(true),
+                ..Report::default()
+            },
+            at(1),
+        );
+        let fetching = in_progress(&ok, "Fetching manifests for revision main@sha1:b", at(2));
+        assert_eq!(ready(&fetching), ("Unknown".into(), "Progressing".into()));
+        let reconciling = conditions::find_condition(&fetching.conditions, types::RECONCILING)
+            .unwrap_or_else(|| panic!("no Reconciling"));
+        assert_eq!(reconciling.status, "True");
+        assert_eq!(
+            reconciling.message,
+            "Fetching manifests for revision main@sha1:b"
+        );
+        assert_eq!(
+            fetching.last_applied_revision.as_deref(),
+            Some("main@sha1:a")
+        );
+        let health = checking_health(&fetching, "Running health checks", at(3));
+        let healthy = conditions::find_condition(&health.conditions, types::HEALTHY)
+            .unwrap_or_else(|| panic!("no Healthy"));
+        assert_eq!(healthy.status, "Unknown");
+        let types: Vec<&str> = health.conditions.iter().map(|c| c.type_.as_str()).collect();
+        assert_eq!(types, [types::READY, types::RECONCILING, types::HEALTHY]);
     }
 
     #[test]

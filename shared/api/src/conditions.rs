@@ -41,6 +41,7 @@ pub mod reasons {
     pub const BUILD_FAILED: &str = "BuildFailed";
     pub const HEALTH_CHECK_FAILED: &str = "HealthCheckFailed";
     pub const HEALTH_CHECK_CANCELED: &str = "HealthCheckCanceled";
+    pub const INVALID_CEL_EXPRESSION: &str = "InvalidCELExpression";
     pub const RECONCILIATION_SUCCEEDED: &str = "ReconciliationSucceeded";
     pub const RECONCILIATION_FAILED: &str = "ReconciliationFailed";
     pub const ARTIFACT_UP_TO_DATE: &str = "ArtifactUpToDate";
@@ -91,8 +92,49 @@ pub fn set_condition(
     observed_generation: Option<i64>,
     now: Time,
 ) {
-    let status = if status { "True" } else { "False" }.to_string();
-    let message = message.into();
+    let status = if status { "True" } else { "False" };
+    set(
+        conditions,
+        type_,
+        status,
+        reason,
+        message.into(),
+        observed_generation,
+        now,
+    );
+}
+
+/// Sets the condition of the given type to `Unknown`: the controller is finding out (e.g.
+/// `Ready` while a reconcile is in progress).
+pub fn set_unknown(
+    conditions: &mut Vec<Condition>,
+    type_: &str,
+    reason: &str,
+    message: impl Into<String>,
+    observed_generation: Option<i64>,
+    now: Time,
+) {
+    set(
+        conditions,
+        type_,
+        "Unknown",
+        reason,
+        message.into(),
+        observed_generation,
+        now,
+    );
+}
+
+fn set(
+    conditions: &mut Vec<Condition>,
+    type_: &str,
+    status: &str,
+    reason: &str,
+    message: String,
+    observed_generation: Option<i64>,
+    now: Time,
+) {
+    let status = status.to_string();
     match conditions.iter_mut().find(|c| c.type_ == type_) {
         Some(existing) => {
             if existing.status != status {

@@ -63,6 +63,41 @@ impl Duration {
     }
 }
 
+/// A duration as Go's `time.Duration.String` writes it (`1h0m0s`, `5m0s`, `1.5s`, `300ms`),
+/// for messages that must read as Flux's.
+pub fn go_string(value: std::time::Duration) -> String {
+    fn trimmed(whole: u128, fraction: u128, digits: usize) -> String {
+        let fraction = format!("{fraction:0digits$}");
+        let fraction = fraction.trim_end_matches('0');
+        if fraction.is_empty() {
+            whole.to_string()
+        } else {
+            format!("{whole}.{fraction}")
+        }
+    }
+    let nanos = value.as_nanos();
+    if nanos == 0 {
+        return "0s".into();
+    }
+    if nanos < 1_000 {
+        return format!("{nanos}ns");
+    }
+    if nanos < 1_000_000 {
+        return format!("{}µs", trimmed(nanos / 1_000, nanos % 1_000, 3));
+    }
+    if nanos < 1_000_000_000 {
+        return format!("{}ms", trimmed(nanos / 1_000_000, nanos % 1_000_000, 6));
+    }
+    let secs = nanos / 1_000_000_000;
+    let seconds = format!("{}s", trimmed(secs % 60, nanos % 1_000_000_000, 9));
+    let (hours, minutes) = (secs / 3600, (secs % 3600) / 60);
+    match (hours, minutes) {
+        (0, 0) => seconds,
+        (0, m) => format!("{m}m{seconds}"),
+        (h, m) => format!("{h}h{m}m{seconds}"),
+    }
+}
+
 impl FromStr for Duration {
     type Err = InvalidDuration;
 
@@ -174,6 +209,18 @@ mod tests {
         text.parse::<Duration>()
             .map(|d| d.as_std())
             .unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    #[test]
+    fn durations_print_as_go_prints_them() {
+        let s = std::time::Duration::from_secs;
+        assert_eq!(go_string(s(0)), "0s");
+        assert_eq!(go_string(s(30)), "30s");
+        assert_eq!(go_string(s(300)), "5m0s");
+        assert_eq!(go_string(s(3600)), "1h0m0s");
+        assert_eq!(go_string(s(3690)), "1h1m30s");
+        assert_eq!(go_string(std::time::Duration::from_millis(1500)), "1.5s");
+        assert_eq!(go_string(std::time::Duration::from_millis(300)), "300ms");
     }
 
     #[test]
