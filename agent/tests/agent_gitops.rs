@@ -302,3 +302,88 @@ async fn an_agent_fetches_a_repository_applies_it_and_follows_new_commits() {
     assert!(stalled.message.contains("ftp"), "{}", stalled.message);
     server.shutdown().await;
 }
+
+/// An agent restart must not make Kustomizations report their artifact missing while the
+/// source actors republish what they stored.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_restarted_agent_keeps_its_kustomizations_ready() {
+    let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
+    let server = kubesim::Server::start(kubesim::Config::default())
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    let kubeconfig = dir.path().join("kubeconfig");
+    std::fs::write(&kubeconfig, server.kubeconfig()).unwrap_or_else(|e| panic!("{e}"));
+    let client = support_ks::client_for(&server).await;
+    support_ks::install_crds(&client).await;
+    apply(
+        &client,
+        json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "flux-system"}}),
+    )
+    .await;
+    let repo = dir.path().join("repo");
+    std::fs::create_dir_all(&repo).unwrap_or_else(|e| panic!("{e}"));
+    git(&repo, &["init", "-q", "-b", "main"]);
+    commit(&repo, "one");
+    apply(&client, json!({
+        "apiVersion": "source.toolkit.fluxcd.io/v1", "kind": "GitRepository",
+        "metadata": {"name": "fleet", "namespace": "flux-system"},
+        "spec": {"interval": "10m", "url": format!("file://{}", repo.display()), "ref": {"branch": "main"}},
+    }))
+    .await;
+    apply(
+        &client,
+        json!({
+            "apiVersion": "kustomize.toolkit.fluxcd.io/v1", "kind": "Kustomization",
+            "metadata": {"name": "settings", "namespace": "flux-system"},
+            "spec": {"interval": "10m", "path": "./deploy", "prune": true,
+                     "sourceRef": {"kind": "GitRepository", "name": "fleet"}},
+        }),
+    )
+    .await;
+    let kustomizations: Api<api::kustomize::Kustomization> =
+        Api::namespaced(client.clone(), "flux-system");
+    let reconciliations = |k: &api::kustomize::Kustomization| {
+        let status = k.status.clone().unwrap_or_default();
+        let ready = api::conditions::is_true(&status.conditions, "Ready");
+        ready.then(|| {
+            status
+                .history
+                .first()
+                .map_or(0, |h| h.total_reconciliations)
+        })
+    };
+
+    let agent = start_agent(kubeconfig.clone(), dir.path().join("storage"));
+    let before = until("the Kustomization to be Ready", || async {
+        reconciliations(&kustomizations.get("settings").await.ok()?)
+    })
+    .await;
+    drop(agent);
+
+    let _agent = start_agent(kubeconfig, dir.path().join("storage"));
+    until("a reconcile by the restarted agent", || async {
+        let k = kustomizations.get("settings").await.ok()?;
+        let count = reconciliations(&k);
+        assert!(
+            count.is_some(),
+            "not Ready after the restart: {:?}",
+            k.status
+        );
+        count.filter(|count| *count > before)
+    })
+    .await;
+    let events: Api<k8s_openapi::api::core::v1::Event> =
+        Api::namespaced(client.clone(), "flux-system");
+    let missing: Vec<String> = events
+        .list(&Default::default())
+        .await
+        .unwrap_or_else(|e| panic!("{e}"))
+        .items
+        .into_iter()
+        .filter(|e| e.reason.as_deref() == Some("ArtifactFailed"))
+        .filter_map(|e| e.message)
+        .collect();
+    assert!(missing.is_empty(), "{missing:?}");
+    server.shutdown().await;
+}

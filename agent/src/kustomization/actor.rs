@@ -38,6 +38,9 @@ use super::reconcile::{self, Outcome};
 use crate::hub::{ArtifactReady, Latest, SourceRef, Subscribe, Unsubscribe};
 use crate::registry::{Gone, ObjectActor, ObjectKey, Observed};
 
+/// How long a new actor waits for its source's artifact before reconciling without one.
+const SOURCE_START_GRACE: Duration = Duration::from_secs(3);
+
 /// Asks for a reconcile now, whatever the schedule.
 #[derive(Message)]
 #[rtype(result = "()")]
@@ -276,7 +279,17 @@ impl Actor for KustomizationActor {
             if act.artifact.is_none() {
                 act.artifact = latest.ok().flatten();
             }
-            act.apply(Input::Trigger, ctx);
+            if act.artifact.is_none() && act.source.kind == "GitRepository" {
+                // After an agent restart the source actors republish their stored artifacts
+                // as they start, possibly just after this one asked: give them a moment
+                // (the artifact's arrival triggers at once) rather than report every
+                // Kustomization's artifact missing for an instant.
+                act.timer = Some(ctx.run_later(SOURCE_START_GRACE, |act, ctx| {
+                    act.apply(Input::Trigger, ctx)
+                }));
+            } else {
+                act.apply(Input::Trigger, ctx);
+            }
         }));
     }
 
