@@ -1,5 +1,6 @@
 //! From an artifact to the objects a Kustomization applies: unpack, build with the native
-//! kustomize engine at `spec.path`, apply the spec's own transformations, substitute.
+//! kustomize engine at `spec.path`, apply the spec's own transformations, decrypt (SOPS,
+//! `spec.decryption`), substitute.
 //!
 //! [`from_artifact`] is the reconcile's build step; it runs [`build`] (synchronous: it reads
 //! files and burns CPU) on a blocking thread.
@@ -19,6 +20,7 @@ use kube::{Api, ResourceExt};
 use kustomize::{DiskFs, Options};
 use serde_json::{Value, json};
 
+use super::decrypt::{self, Decryptor, Keys, SourceIndex};
 use super::status::Failure;
 use super::substitute::{self, SubstituteError, Variables};
 use crate::hub::ArtifactReady;
@@ -60,6 +62,17 @@ pub enum BuildError {
     /// The build produced something that is not a Kubernetes object.
     #[error("{0}")]
     Output(String),
+    /// An encrypted file a generator or patch reads did not decrypt.
+    #[error("error decrypting sources: {0}")]
+    DecryptSources(#[source] decrypt::Error),
+    /// An encrypted object of the build output did not decrypt; `object` is kustomize's
+    /// `group_version_kind/name`, as Flux shows it.
+    #[error("decryption failed for '{object}': {source}")]
+    Decrypt {
+        object: String,
+        #[source]
+        source: decrypt::Error,
+    },
 }
 
 impl BuildError {
@@ -70,6 +83,17 @@ impl BuildError {
                 api::conditions::reasons::ARTIFACT_FAILED
             }
             _ => api::conditions::reasons::BUILD_FAILED,
+        }
+    }
+
+    /// Retrying the same artifact cannot help, except when the decryption keys are wrong
+    /// or missing: editing the Secret fixes that without a new revision.
+    pub fn is_terminal(&self) -> bool {
+        match self {
+            BuildError::DecryptSources(e) | BuildError::Decrypt { source: e, .. } => {
+                !e.is_key_problem()
+            }
+            other => other.reason() == reasons::BUILD_FAILED,
         }
     }
 }
@@ -90,11 +114,13 @@ pub fn unpack(artifact: &Path, workdir: &Path) -> Result<(), BuildError> {
     Ok(())
 }
 
-/// Builds the Kustomization's objects from an unpacked artifact at `root`.
+/// Builds the Kustomization's objects from an unpacked artifact at `root`; with `keys`,
+/// decrypts encrypted generator files before the build and encrypted objects after it.
 pub fn build(
     root: &Path,
     spec: &KustomizationSpec,
     variables: Option<&Variables>,
+    keys: Option<&Keys>,
 ) -> Result<Vec<Value>, BuildError> {
     let path = normalize_path(spec.path.as_deref().unwrap_or("./"))?;
     let fs = DiskFs::new(root).map_err(|e| BuildError::Path(e.to_string()))?;
@@ -104,6 +130,9 @@ pub fn build(
     };
     if !root.join(&path).is_dir() {
         return Err(BuildError::Path(spec.path.clone().unwrap_or_default()));
+    }
+    if let Some(keys) = keys {
+        decrypt::sources::decrypt_sources(root, &path, keys).map_err(BuildError::DecryptSources)?;
     }
     let mut objects = kustomize::build(&fs, &path, &options).map_err(BuildError::Kustomize)?;
     if let Some(overlay) = overlay(spec, &path) {
@@ -115,15 +144,85 @@ pub fn build(
             .map_err(BuildError::Io)?;
         objects = kustomize::build(&fs, OVERLAY_DIR, &options).map_err(BuildError::Kustomize)?;
     }
+    let mut decryptor =
+        keys.map(|keys| Decryptor::new(keys, SourceIndex::new(root, &[OVERLAY_DIR])));
     let mut out = Vec::with_capacity(objects.len());
     for object in &objects {
-        let value = match variables {
-            Some(variables) => substituted(object, variables)?,
-            None => to_json(&object.node)?,
+        let value = match decryptor.as_mut() {
+            Some(decryptor) => decrypted(decryptor, object)?,
+            None => None,
+        };
+        let value = match (value, variables) {
+            (Some(value), Some(variables)) => substituted_value(value, variables)?,
+            (Some(value), None) => value,
+            (None, Some(variables)) => substituted(object, variables)?,
+            (None, None) => to_json(&object.node)?,
         };
         out.push(with_common_metadata(value, spec));
     }
     Ok(out)
+}
+
+/// The object decrypted, or `None` when it held nothing encrypted.
+fn decrypted(
+    decryptor: &mut Decryptor<'_>,
+    object: &kustomize::Object,
+) -> Result<Option<Value>, BuildError> {
+    let value = to_json(&object.node)?;
+    let holds_files = value["kind"] == "Secret" && value.get("data").is_some();
+    if !decrypt::is_encrypted(&value) && !holds_files {
+        return Ok(None);
+    }
+    let before = holds_files.then(|| value.clone());
+    let gvk = gvk_name(&value);
+    let plain = decryptor
+        .decrypt_object(value)
+        .map_err(|source| BuildError::Decrypt {
+            object: gvk,
+            source,
+        })?;
+    Ok((before.as_ref() != Some(&plain)).then_some(plain))
+}
+
+/// kustomize's `group_version_kind/name` (`~G_v1_Secret/db`).
+fn gvk_name(object: &Value) -> String {
+    let api_version = object["apiVersion"].as_str().unwrap_or_default();
+    let (group, version) = api_version.split_once('/').unwrap_or(("", api_version));
+    let or = |s: &str, empty: &str| {
+        if s.is_empty() {
+            empty.to_string()
+        } else {
+            s.to_string()
+        }
+    };
+    format!(
+        "{}_{}_{}/{}",
+        or(group, "~G"),
+        or(version, "~V"),
+        or(object["kind"].as_str().unwrap_or_default(), "~K"),
+        object
+            .pointer("/metadata/name")
+            .and_then(Value::as_str)
+            .unwrap_or_default()
+    )
+}
+
+/// Substitution in a decrypted object: it goes back through the YAML printer so the
+/// variables see the same text as for any other object.
+fn substituted_value(value: Value, variables: &Variables) -> Result<Value, BuildError> {
+    if substitute::is_disabled(&value) {
+        return Ok(value);
+    }
+    let documents = kustomize::yaml::parse_documents(&value.to_string(), Default::default())
+        .map_err(|e| BuildError::Output(e.to_string()))?;
+    let Some(node) = documents.into_iter().flatten().next() else {
+        return Ok(value);
+    };
+    let name = value
+        .pointer("/metadata/name")
+        .and_then(Value::as_str)
+        .unwrap_or_default();
+    substituted_node(&node, name, variables)
 }
 
 fn normalize_path(path: &str) -> Result<String, BuildError> {
@@ -226,16 +325,22 @@ fn substituted(object: &kustomize::Object, variables: &Variables) -> Result<Valu
     if substitute::is_disabled(&value) {
         return Ok(value);
     }
-    let text =
-        kustomize::yaml::to_yaml(&object.node).map_err(|e| BuildError::Output(e.to_string()))?;
+    substituted_node(&object.node, object.name(), variables)
+}
+
+fn substituted_node(
+    node: &kustomize::yaml::Node,
+    name: &str,
+    variables: &Variables,
+) -> Result<Value, BuildError> {
+    let text = kustomize::yaml::to_yaml(node).map_err(|e| BuildError::Output(e.to_string()))?;
     let text = substitute::substitute(&text, variables, false).map_err(BuildError::Substitute)?;
     let documents = kustomize::yaml::parse_documents(&text, Default::default())
-        .map_err(|e| BuildError::Output(format!("{}: after substitution: {e}", object.name())))?;
+        .map_err(|e| BuildError::Output(format!("{name}: after substitution: {e}")))?;
     match documents.into_iter().flatten().next() {
         Some(node) => to_json(&node),
         None => Err(BuildError::Output(format!(
-            "{}: empty after substitution",
-            object.name()
+            "{name}: empty after substitution"
         ))),
     }
 }
@@ -279,6 +384,13 @@ pub async fn from_artifact(
             message,
             terminal: false,
         })?;
+    let keys = decryption_keys(client, &namespace, object)
+        .await
+        .map_err(|message| Failure {
+            reason: reasons::BUILD_FAILED,
+            message,
+            terminal: false,
+        })?;
     let spec = object.spec.clone();
     let file = artifact.file.clone();
     // The semaphore is never closed, so acquiring only fails if it were; build anyway then.
@@ -286,7 +398,7 @@ pub async fn from_artifact(
     let built = tokio::task::spawn_blocking(move || {
         let workdir = tempfile::tempdir().map_err(BuildError::Io)?;
         unpack(&file, workdir.path())?;
-        build(workdir.path(), &spec, variables.as_ref())
+        build(workdir.path(), &spec, variables.as_ref(), keys.as_ref())
     })
     .await;
     drop(permit);
@@ -294,7 +406,7 @@ pub async fn from_artifact(
         Ok(Ok(objects)) => Ok(objects),
         Ok(Err(error)) => Err(Failure {
             reason: error.reason(),
-            terminal: error.reason() == reasons::BUILD_FAILED,
+            terminal: error.is_terminal(),
             message: error.to_string(),
         }),
         Err(join) => Err(Failure {
@@ -303,6 +415,41 @@ pub async fn from_artifact(
             terminal: false,
         }),
     }
+}
+
+/// The keys of `spec.decryption.secretRef`, read as kustomize-controller does; `None`
+/// without decryption. Errors name the Secret and entry, never a key.
+async fn decryption_keys(
+    client: &kube::Client,
+    namespace: &str,
+    object: &Kustomization,
+) -> Result<Option<Keys>, String> {
+    let Some(decryption) = &object.spec.decryption else {
+        return Ok(None);
+    };
+    if decryption.provider != decrypt::PROVIDER_SOPS {
+        return Ok(None);
+    }
+    let Some(reference) = &decryption.secret_ref else {
+        // Without a Secret, only keys from elsewhere (cloud identities) could open the
+        // documents; we have none, so they fail with a message naming their recipients.
+        return Ok(Some(Keys::default()));
+    };
+    let shown = format!("{namespace}/{}", reference.name);
+    let secret = Api::<Secret>::namespaced(client.clone(), namespace)
+        .get_opt(&reference.name)
+        .await
+        .map_err(|e| format!("cannot get sops decryption Secret '{shown}': {e}"))?
+        .ok_or_else(|| format!("secrets \"{}\" not found", reference.name))?;
+    let data: BTreeMap<String, Vec<u8>> = secret
+        .data
+        .unwrap_or_default()
+        .into_iter()
+        .map(|(k, v)| (k, v.0))
+        .collect();
+    Keys::from_secret_data(&shown, &data)
+        .map(Some)
+        .map_err(|e| e.to_string())
 }
 
 /// `postBuild.substitute` and `substituteFrom`; `None` when there is no postBuild.
@@ -386,7 +533,8 @@ mod tests {
         }));
         let mut variables = Variables::new();
         variables.insert("replicas".into(), "3".into());
-        let objects = build(dir.path(), &spec, Some(&variables)).unwrap_or_else(|e| panic!("{e}"));
+        let objects =
+            build(dir.path(), &spec, Some(&variables), None).unwrap_or_else(|e| panic!("{e}"));
         assert_eq!(objects.len(), 1);
         let d = &objects[0];
         assert_eq!(d["metadata"]["name"], "p-web");
@@ -403,15 +551,15 @@ mod tests {
     fn substitution_defaults_apply_and_paths_cannot_leave_the_artifact() {
         let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
         write(dir.path(), "deploy.yaml", DEPLOYMENT);
-        let objects = build(dir.path(), &spec(json!({})), Some(&Variables::new()))
+        let objects = build(dir.path(), &spec(json!({})), Some(&Variables::new()), None)
             .unwrap_or_else(|e| panic!("{e}"));
         assert_eq!(objects[0]["spec"]["replicas"], 1);
         assert!(matches!(
-            build(dir.path(), &spec(json!({"path": "../.."})), None),
+            build(dir.path(), &spec(json!({"path": "../.."})), None, None),
             Err(BuildError::Path(_))
         ));
         assert!(matches!(
-            build(dir.path(), &spec(json!({"path": "missing"})), None),
+            build(dir.path(), &spec(json!({"path": "missing"})), None, None),
             Err(BuildError::Path(_))
         ));
     }
@@ -424,7 +572,7 @@ mod tests {
             "deploy.yaml",
             "apiVersion: v1\nkind: ConfigMap\nmetadata: [oops\n",
         );
-        let error = build(dir.path(), &spec(json!({})), None).err();
+        let error = build(dir.path(), &spec(json!({})), None, None).err();
         assert!(matches!(error, Some(BuildError::Kustomize(_))), "{error:?}");
     }
 }

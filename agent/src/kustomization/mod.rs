@@ -4,6 +4,7 @@
 //! - [`actor`]: the lifecycle (when to reconcile) and supervision.
 //! - [`reconcile`]: one reconcile, in Flux's order; writes status once.
 //! - [`build`]: artifact -> objects (native kustomize, spec transformations, substitution).
+//! - [`decrypt`]: SOPS decryption of encrypted objects and generator files (`spec.decryption`).
 //! - [`plan`]: pure apply order, stages, prune candidates, inventory.
 //! - [`apply`]: server-side dry-run, apply, prune and health waits, as a typed change set.
 //! - [`deps`]: what all actors share (context, caches, concurrency limits, waiters).
@@ -12,6 +13,7 @@
 pub mod actor;
 pub mod apply;
 pub mod build;
+pub mod decrypt;
 pub mod dependencies;
 pub mod deps;
 pub mod drift;

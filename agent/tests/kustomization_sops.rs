@@ -1,0 +1,180 @@
+//! SOPS decryption (`spec.decryption`): encrypted Secrets and generator files in Git are
+//! applied decrypted with the age keys of the decryption Secret; a wrong key or an edited
+//! file fails the build with no secret in the status, and nothing is applied.
+
+mod support_ks;
+mod support_sops;
+
+use base64::Engine as _;
+use base64::engine::general_purpose::STANDARD;
+use serde_json::{Value, json};
+use support_ks::{Bed, NS, Repo, config_map, kustomization, ready, ready_reason};
+use support_sops::Sealer;
+
+const PASSWORD: &str = "correct-horse-battery";
+
+fn db_secret() -> Value {
+    json!({
+        "apiVersion": "v1",
+        "kind": "Secret",
+        "metadata": {"name": "db", "labels": {"app": "web"}},
+        "type": "Opaque",
+        "stringData": {"password": PASSWORD, "user": "admin"},
+    })
+}
+
+fn key_secret(name: &str, identity: &str) -> Value {
+    json!({
+        "apiVersion": "v1",
+        "kind": "Secret",
+        "metadata": {"name": name, "namespace": NS},
+        "data": {"identity.agekey": STANDARD.encode(identity)},
+    })
+}
+
+fn decrypting(extra: Value) -> Value {
+    let mut spec = json!({
+        "targetNamespace": "default",
+        "decryption": {"provider": "sops", "secretRef": {"name": "sops-keys"}},
+    });
+    if let (Some(spec), Some(extra)) = (spec.as_object_mut(), extra.as_object()) {
+        spec.extend(extra.clone());
+    }
+    spec
+}
+
+fn decoded(secret: &Option<Value>, key: &str) -> Option<String> {
+    let data = secret.as_ref()?["data"][key].as_str()?;
+    String::from_utf8(STANDARD.decode(data).ok()?).ok()
+}
+
+#[actix::test]
+async fn an_encrypted_secret_and_generator_file_are_applied_decrypted() {
+    let bed = Bed::start().await;
+    let (identity, recipient) = support_sops::age_key();
+    let sealer = Sealer::new(&recipient);
+    bed.apply(&key_secret("sops-keys", &identity)).await;
+    let repo = Repo::new("app");
+    repo.write("app/secret.yaml", &sealer.seal_yaml(&db_secret()))
+        .write(
+            "app/kustomization.yaml",
+            "resources:\n- secret.yaml\nsecretGenerator:\n- name: api\n  envs: [api.env]\ngeneratorOptions:\n  disableNameSuffixHash: true\n",
+        )
+        .write("app/api.env", &sealer.seal_dotenv(&[("token", "t0ken-value")]));
+    let first = repo.commit("encrypted secrets");
+    bed.publish(first.clone()).await;
+    bed.apply(&kustomization(
+        "secrets",
+        "app",
+        "./app",
+        decrypting(json!({"namePrefix": "p-"})),
+    ))
+    .await;
+    bed.until_ready_at("secrets", &first.artifact.revision)
+        .await;
+
+    let db = bed.get("v1", "Secret", "default", "p-db").await;
+    assert_eq!(decoded(&db, "password").as_deref(), Some(PASSWORD));
+    assert_eq!(decoded(&db, "user").as_deref(), Some("admin"));
+    assert!(
+        db.as_ref().is_some_and(|s| s.get("sops").is_none()),
+        "{db:?}"
+    );
+    let api = bed.get("v1", "Secret", "default", "p-api").await;
+    assert_eq!(decoded(&api, "token").as_deref(), Some("t0ken-value"));
+}
+
+#[actix::test]
+async fn a_wrong_key_fails_the_build_without_secrets_in_status_until_the_key_is_fixed() {
+    let bed = Bed::start().await;
+    let (identity, recipient) = support_sops::age_key();
+    let (wrong, _) = support_sops::age_key();
+    bed.apply(&key_secret("sops-keys", &wrong)).await;
+    let repo = Repo::new("app");
+    repo.write(
+        "secret.yaml",
+        &Sealer::new(&recipient).seal_yaml(&db_secret()),
+    )
+    .write("config.yaml", &config_map("settings", "default", "one"));
+    let first = repo.commit("encrypted");
+    bed.publish(first.clone()).await;
+    bed.apply(&kustomization(
+        "secrets",
+        "app",
+        "./",
+        decrypting(json!({})),
+    ))
+    .await;
+    let k = bed
+        .until("secrets", "BuildFailed", |k| {
+            ready_reason(k).as_deref() == Some("BuildFailed")
+        })
+        .await;
+    let (_, _, message) = ready(&k).unwrap_or_default();
+    assert!(
+        message.contains("decryption failed for '~G_v1_Secret/db'")
+            && message.contains("cannot get sops data key"),
+        "{message}"
+    );
+    let status = serde_json::to_string(&k.status).unwrap_or_default();
+    for secret in [PASSWORD, identity.trim(), wrong.trim()] {
+        assert!(!status.contains(secret.lines().last().unwrap_or(secret)));
+    }
+    // A wrong key is not terminal: the Secret can be fixed without a new commit.
+    assert!(!api::conditions::is_true(
+        &k.status.clone().unwrap_or_default().conditions,
+        "Stalled"
+    ));
+    assert_eq!(
+        bed.get("v1", "ConfigMap", "default", "settings").await,
+        None
+    );
+    assert_eq!(bed.get("v1", "Secret", "default", "db").await, None);
+
+    bed.apply(&key_secret("sops-keys", &identity)).await;
+    bed.until_ready_at("secrets", &first.artifact.revision)
+        .await;
+    let db = bed.get("v1", "Secret", "default", "db").await;
+    assert_eq!(decoded(&db, "password").as_deref(), Some(PASSWORD));
+}
+
+#[actix::test]
+async fn an_encrypted_file_edited_after_encryption_fails_its_mac_and_applies_nothing() {
+    let bed = Bed::start().await;
+    let (identity, recipient) = support_sops::age_key();
+    bed.apply(&key_secret("sops-keys", &identity)).await;
+    let sealer = Sealer::new(&recipient);
+    let mut tampered = sealer.seal(&db_secret());
+    tampered["metadata"]["labels"]["app"] = json!("other");
+    let repo = Repo::new("app");
+    repo.write(
+        "secret.yaml",
+        &serde_saphyr::to_string(&tampered).unwrap_or_else(|e| panic!("{e}")),
+    )
+    .write("config.yaml", &config_map("settings", "default", "one"));
+    let first = repo.commit("tampered");
+    bed.publish(first.clone()).await;
+    bed.apply(&kustomization(
+        "secrets",
+        "app",
+        "./",
+        decrypting(json!({})),
+    ))
+    .await;
+    let k = bed
+        .until("secrets", "BuildFailed", |k| {
+            ready_reason(k).as_deref() == Some("BuildFailed")
+        })
+        .await;
+    let (_, _, message) = ready(&k).unwrap_or_default();
+    assert!(
+        message.contains("secret.yaml: failed to verify sops data integrity: MAC mismatch"),
+        "{message}"
+    );
+    assert!(!message.contains(PASSWORD));
+    assert_eq!(
+        bed.get("v1", "ConfigMap", "default", "settings").await,
+        None
+    );
+    assert_eq!(bed.get("v1", "Secret", "default", "db").await, None);
+}
