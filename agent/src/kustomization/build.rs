@@ -576,3 +576,53 @@ mod tests {
         assert!(matches!(error, Some(BuildError::Kustomize(_))), "{error:?}");
     }
 }
+
+#[cfg(test)]
+mod decryption_tests {
+    use super::*;
+    use crate::kustomization::decrypt::test_encryptor::{Sealer, age_key};
+
+    fn spec(extra: Value) -> KustomizationSpec {
+        let mut base = json!({"interval": "1m", "prune": true, "sourceRef": {"kind": "GitRepository", "name": "repo"}});
+        if let (Some(b), Some(e)) = (base.as_object_mut(), extra.as_object()) {
+            b.extend(e.clone());
+        }
+        serde_json::from_value(base).unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    #[test]
+    fn objects_are_decrypted_after_the_spec_transformations_and_before_substitution() {
+        let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+        let (identity, recipient) = age_key();
+        let keys = Keys::from_age_identities(&identity).unwrap_or_else(|e| panic!("{e}"));
+        let secret = json!({
+            "apiVersion": "v1", "kind": "Secret", "metadata": {"name": "db"},
+            "stringData": {"url": "postgres://${host}/app"},
+        });
+        std::fs::write(
+            dir.path().join("secret.yaml"),
+            Sealer::new(&recipient).seal_yaml(&secret),
+        )
+        .unwrap_or_else(|e| panic!("{e}"));
+        let spec = spec(json!({"namePrefix": "p-", "targetNamespace": "prod"}));
+        let mut variables = Variables::new();
+        variables.insert("host".into(), "db.internal".into());
+        let objects = build(dir.path(), &spec, Some(&variables), Some(&keys))
+            .unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(objects.len(), 1);
+        assert_eq!(objects[0]["metadata"]["name"], "p-db");
+        assert_eq!(objects[0]["metadata"]["namespace"], "prod");
+        assert_eq!(
+            objects[0]["stringData"]["url"],
+            "postgres://db.internal/app"
+        );
+        assert!(objects[0].get("sops").is_none());
+
+        let (other, _) = age_key();
+        let other = Keys::from_age_identities(&other).unwrap_or_else(|e| panic!("{e}"));
+        let error = build(dir.path(), &spec, None, Some(&other)).err();
+        let message = error.as_ref().map(ToString::to_string).unwrap_or_default();
+        assert!(message.starts_with("decryption failed for '~G_v1_Secret/p-db': failed to decrypt and format 'prod/p-db' Secret data: cannot get sops data key"), "{message}");
+        assert!(error.is_some_and(|e| !e.is_terminal()));
+    }
+}

@@ -424,9 +424,12 @@ mod tests {
         assert_eq!(config, json!({"url": "https://x", "retries": 3}));
     }
 
-    /// Cross-check with files written by the real `sops` (kustomize-controller's test data,
-    /// encrypted to its published test age key): set `FLOTILLA_SOPS_REAL_DIR` to a directory
-    /// holding `keys_age.txt`, `algorithms_age.yaml`, `envs_env.env` and `files_file.txt`.
+    /// Cross-check with files written by the real `sops`: set `FLOTILLA_SOPS_REAL_DIR` to a
+    /// directory holding, from fluxcd/kustomize-controller `internal/controller/testdata/sops`
+    /// (encrypted to its published test age key), `keys_age.txt`, `algorithms_age.yaml`,
+    /// `envs_env.env` and `files_file.txt`; and from MPBrun/dotnet-sops
+    /// `DecryptCommandTests.cs` (a JSON store written by sops 3.7.3) `json_secrets.json` and
+    /// its test key in `json_key.txt`.
     #[test]
     #[ignore = "needs third-party files, not committed"]
     fn files_written_by_the_real_sops_decrypt_with_their_mac() {
@@ -453,5 +456,17 @@ mod tests {
             .decrypt_object(object)
             .unwrap_or_else(|e| panic!("{e}"));
         assert_eq!(plain["stringData"]["key"], "value");
+
+        let identities = String::from_utf8(read("json_key.txt")).unwrap_or_default();
+        let keys = Keys::from_age_identities(&identities).unwrap_or_else(|e| panic!("{e}"));
+        let plain = stores::decrypt_file(
+            &read("json_secrets.json"),
+            Format::Json,
+            Format::Json,
+            &keys,
+        )
+        .unwrap_or_else(|e| panic!("{e}"));
+        let plain: Value = serde_json::from_slice(&plain).unwrap_or_default();
+        assert_eq!(plain, json!({"TestKey": "test value"}));
     }
 }
