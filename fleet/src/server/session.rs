@@ -239,6 +239,12 @@ impl StreamHandler<Result<AggregatedMessage, ProtocolError>> for ClusterSession 
                 };
                 self.frame_error(ctx, error);
             }
+            // The connection itself went away (the agent stopped or the network dropped):
+            // not something the agent said wrong.
+            Err(ProtocolError::Io(e)) => {
+                tracing::info!(cluster = %self.cluster, session = self.id, error = %e, "agent connection lost");
+                self.close(ctx, CloseCode::Normal, String::new());
+            }
             Err(e) => self.violation(
                 ctx,
                 CloseCode::Malformed,
