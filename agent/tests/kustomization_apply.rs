@@ -381,3 +381,97 @@ async fn a_kustomization_that_applies_itself_does_not_wait_for_itself() {
         "the Kustomization is part of its own inventory"
     );
 }
+
+/// `spec.kubeConfig`: objects go to the cluster of the kubeconfig in the Secret (and are
+/// pruned there on deletion); the Kustomization and its status stay here.
+#[actix::test]
+async fn a_kubeconfig_secret_sends_the_objects_to_another_cluster() {
+    let bed = Bed::start().await;
+    let remote = kubesim::Server::start(kubesim::Config::default())
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let remote_client = support_ks::client_for(&remote).await;
+    let secret = json!({
+        "apiVersion": "v1", "kind": "Secret",
+        "metadata": {"name": "remote-kubeconfig", "namespace": NS},
+        "stringData": {"value": remote.kubeconfig()},
+    });
+    bed.apply(&secret).await;
+    let repo = Repo::new("app");
+    repo.write("config.yaml", &config_map("far", "default", "a"));
+    let first = repo.commit("first");
+    bed.publish(first.clone()).await;
+    bed.apply(&kustomization(
+        "far",
+        "app",
+        "./",
+        json!({"kubeConfig": {"secretRef": {"name": "remote-kubeconfig"}}}),
+    ))
+    .await;
+    bed.until_ready_at("far", &first.artifact.revision).await;
+    let remote_maps: kube::Api<k8s_openapi::api::core::v1::ConfigMap> =
+        kube::Api::namespaced(remote_client.clone(), "default");
+    let far = remote_maps
+        .get_opt("far")
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(
+        far.and_then(|c| c.data)
+            .and_then(|d| d.get("value").cloned()),
+        Some("a".to_string())
+    );
+    assert!(bed.get("v1", "ConfigMap", "default", "far").await.is_none());
+
+    kube::Api::<api::kustomize::Kustomization>::namespaced(bed.client.clone(), NS)
+        .delete("far", &Default::default())
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    for _ in 0..400 {
+        let pruned = remote_maps.get_opt("far").await.ok().flatten().is_none();
+        if pruned {
+            remote.shutdown().await;
+            return;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    panic!("the ConfigMap in the other cluster was not pruned");
+}
+
+/// A kubeconfig that would run a program is refused, naming why, before anything is applied.
+#[actix::test]
+async fn a_kubeconfig_with_an_exec_plugin_is_refused() {
+    let bed = Bed::start().await;
+    let kubeconfig = "apiVersion: v1\nkind: Config\nclusters:\n- name: c\n  cluster:\n    server: https://127.0.0.1:1\ncontexts:\n- name: x\n  context: {cluster: c, user: u}\ncurrent-context: x\nusers:\n- name: u\n  user:\n    exec:\n      apiVersion: client.authentication.k8s.io/v1\n      command: /bin/touch\n      args: [/tmp/flotilla-exec-ran]\n";
+    bed.apply(&json!({
+        "apiVersion": "v1", "kind": "Secret",
+        "metadata": {"name": "sneaky", "namespace": NS},
+        "stringData": {"value": kubeconfig},
+    }))
+    .await;
+    let repo = Repo::new("app");
+    repo.write("config.yaml", &config_map("never", "default", "a"));
+    let first = repo.commit("first");
+    bed.publish(first.clone()).await;
+    bed.apply(&kustomization(
+        "sneaky",
+        "app",
+        "./",
+        json!({"kubeConfig": {"secretRef": {"name": "sneaky"}}}),
+    ))
+    .await;
+    let k = bed
+        .until("sneaky", "a failure", |k| {
+            ready(k).is_some_and(|(status, ..)| status == "False")
+        })
+        .await;
+    let (_, reason, message) = ready(&k).unwrap_or_default();
+    assert_eq!(reason, "ReconciliationFailed");
+    assert!(message.contains("exec credential plugin"), "{message}");
+    let stalled = k.status.unwrap_or_default().conditions;
+    assert!(api::conditions::is_true(&stalled, "Stalled"));
+    assert!(
+        bed.get("v1", "ConfigMap", "default", "never")
+            .await
+            .is_none()
+    );
+}

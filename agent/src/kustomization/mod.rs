@@ -2,7 +2,9 @@
 //! kustomize-controller does.
 //!
 //! - [`actor`]: the lifecycle (when to reconcile) and supervision.
-//! - [`reconcile`]: one reconcile, in Flux's order; writes status once.
+//! - [`reconcile`]: one reconcile, in Flux's order; progress while on new input, the
+//!   outcome's status once.
+//! - [`remote`]: the client of another cluster (`spec.kubeConfig`).
 //! - [`build`]: artifact -> objects (native kustomize, spec transformations, substitution).
 //! - [`decrypt`]: SOPS decryption of encrypted objects and generator files (`spec.decryption`).
 //! - [`plan`]: pure apply order, stages, prune candidates, inventory.
@@ -20,6 +22,7 @@ pub mod drift;
 pub mod impersonate;
 pub mod plan;
 pub mod reconcile;
+pub mod remote;
 pub mod status;
 pub mod substitute;
 

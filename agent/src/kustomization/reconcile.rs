@@ -19,7 +19,7 @@ use super::build;
 use super::deps::Deps;
 use super::plan::{self, Stage};
 use super::status::{self, Failure, Report};
-use super::{dependencies, impersonate};
+use super::{dependencies, impersonate, remote};
 use crate::events::{self, EventType, Occurrence};
 use crate::health;
 use crate::hub::ArtifactReady;
@@ -112,21 +112,13 @@ async fn run(
     let namespace = object.namespace().unwrap_or_default();
     let name = object.name_any();
     let previous = object.status.clone().unwrap_or_default();
-    let client = match &spec.service_account_name {
-        Some(account) => {
-            let user = impersonate::service_account_user(&namespace, account);
-            match impersonate::impersonating(&context.client, &user) {
-                Some(client) => client,
-                None => {
-                    return Report::failed(Failure {
-                        reason: reasons::RECONCILIATION_FAILED,
-                        message: format!("invalid serviceAccountName {account:?}"),
-                        terminal: true,
-                    });
-                }
-            }
-        }
-        None => context.client.clone(),
+    let Clients {
+        local: client,
+        target,
+        kinds,
+    } = match clients(deps, object).await {
+        Ok(clients) => clients,
+        Err(failure) => return Report::failed(failure),
     };
 
     // 1. Dependencies.
@@ -211,8 +203,8 @@ async fn run(
 
     // 4. Dry-run of everything, then the staged apply.
     let applier = Applier {
-        client: client.clone(),
-        kinds: deps.kinds.clone(),
+        client: target,
+        kinds,
         field_manager: context.field_manager.clone(),
         force: spec.force,
     };
@@ -397,6 +389,58 @@ async fn run(
     with_revision(report)
 }
 
+/// The clients of one reconcile: `local` for the agent's own cluster (dependencies,
+/// substitution and decryption inputs), `target` for where objects are applied (another
+/// cluster with `spec.kubeConfig`), both as `spec.serviceAccountName` when set; and the
+/// kinds known in the target.
+struct Clients {
+    local: kube::Client,
+    target: kube::Client,
+    kinds: apply::KindCache,
+}
+
+async fn clients(deps: &Deps, object: &Kustomization) -> Result<Clients, Failure> {
+    let context = &deps.context;
+    let namespace = object.namespace().unwrap_or_default();
+    let as_account = |client: &kube::Client| match &object.spec.service_account_name {
+        Some(account) => {
+            let user = impersonate::service_account_user(&namespace, account);
+            impersonate::impersonating(client, &user).ok_or_else(|| Failure {
+                reason: reasons::RECONCILIATION_FAILED,
+                message: format!("invalid serviceAccountName {account:?}"),
+                terminal: true,
+            })
+        }
+        None => Ok(client.clone()),
+    };
+    let local = as_account(&context.client)?;
+    let Some(reference) = &object.spec.kube_config else {
+        return Ok(Clients {
+            target: local.clone(),
+            local,
+            kinds: deps.kinds.clone(),
+        });
+    };
+    let remote = remote::client(&local, &namespace, reference)
+        .await
+        .map_err(|error| Failure {
+            reason: reasons::RECONCILIATION_FAILED,
+            terminal: matches!(
+                error,
+                remote::RemoteError::Unsafe { .. }
+                    | remote::RemoteError::ConfigMapRef
+                    | remote::RemoteError::NoSecretRef
+            ),
+            message: error.to_string(),
+        })?;
+    Ok(Clients {
+        target: as_account(&remote)?,
+        local,
+        // Another cluster serves other kinds; what this one learns is not shared.
+        kinds: apply::KindCache::default(),
+    })
+}
+
 /// The previous inventory plus the objects applied so far.
 fn merge(previous: &ResourceInventory, applied: &[&Prepared]) -> ResourceInventory {
     let mut entries = previous.entries.clone();
@@ -553,35 +597,32 @@ async fn finalize(deps: &Deps, object: &Kustomization) -> Outcome {
     }
     let orphan = object.spec.deletion_policy.as_deref() == Some("Orphan");
     if object.spec.prune && !orphan && !object.spec.suspend {
-        let applier = Applier {
-            client: deps.context.client.clone(),
-            kinds: deps.kinds.clone(),
-            field_manager: deps.context.field_manager.clone(),
-            force: false,
-        };
-        let inventory = object
-            .status
-            .as_ref()
-            .and_then(|s| s.inventory.clone())
-            .unwrap_or_default();
-        let stale = plan::prune_candidates(&inventory, &plan::ApplyPlan::default());
-        let mut changes = ChangeSet::default();
-        if let Err(error) = applier
-            .prune(&stale, (&name, &namespace), &mut changes)
-            .await
-        {
-            emit(
-                deps,
-                object,
-                "Warning",
-                reasons::PRUNE_FAILED,
-                &error.to_string(),
-                None,
-            )
-            .await;
-            return Outcome::Retry;
+        match clients(deps, object).await {
+            Ok(clients) => {
+                if let Err(outcome) = prune_all(deps, object, clients).await {
+                    return outcome;
+                }
+            }
+            // The cluster cannot be reached as the Kustomization says (e.g. its kubeconfig
+            // Secret went first): say what is left behind and release the object, as Flux.
+            Err(failure) => {
+                let message = format!(
+                    "unable to prune objects: {}; left in place: {}",
+                    failure.message,
+                    inventory_of(object).entries.len()
+                );
+                tracing::warn!(%namespace, %name, %message, "finalizing without pruning");
+                emit(
+                    deps,
+                    object,
+                    "Warning",
+                    reasons::PRUNE_FAILED,
+                    &message,
+                    None,
+                )
+                .await;
+            }
         }
-        emit_changes(deps, object, "", &changes).await;
     }
     let finalizers: Vec<String> = object
         .finalizers()
@@ -607,6 +648,45 @@ async fn finalize(deps: &Deps, object: &Kustomization) -> Outcome {
             Outcome::Retry
         }
     }
+}
+
+fn inventory_of(object: &Kustomization) -> ResourceInventory {
+    object
+        .status
+        .as_ref()
+        .and_then(|s| s.inventory.clone())
+        .unwrap_or_default()
+}
+
+/// Deletes everything in the inventory of a Kustomization being deleted.
+async fn prune_all(deps: &Deps, object: &Kustomization, clients: Clients) -> Result<(), Outcome> {
+    let name = object.name_any();
+    let namespace = object.namespace().unwrap_or_default();
+    let applier = Applier {
+        client: clients.target,
+        kinds: clients.kinds,
+        field_manager: deps.context.field_manager.clone(),
+        force: false,
+    };
+    let stale = plan::prune_candidates(&inventory_of(object), &plan::ApplyPlan::default());
+    let mut changes = ChangeSet::default();
+    if let Err(error) = applier
+        .prune(&stale, (&name, &namespace), &mut changes)
+        .await
+    {
+        emit(
+            deps,
+            object,
+            "Warning",
+            reasons::PRUNE_FAILED,
+            &error.to_string(),
+            None,
+        )
+        .await;
+        return Err(Outcome::Retry);
+    }
+    emit_changes(deps, object, "", &changes).await;
+    Ok(())
 }
 
 async fn emit_changes(deps: &Deps, object: &Kustomization, revision: &str, changes: &ChangeSet) {
