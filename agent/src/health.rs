@@ -6,6 +6,13 @@
 //! their own rules (Deployment, StatefulSet, DaemonSet, ReplicaSet, Job, Pod, PVC, Service,
 //! CRD); any other kind is judged by its `Ready` condition when it has one, and is `Current`
 //! when it has none.
+//!
+//! `spec.healthCheckExprs` replaces all of that for the kinds it names: see [`custom`] for
+//! how Flux applies those rules and [`cel`] for what an expression sees and how its cost is
+//! bounded.
+
+pub mod cel;
+pub mod custom;
 
 use serde_json::Value;
 
@@ -20,6 +27,9 @@ pub enum HealthStatus {
     Failed,
     /// Being deleted.
     Terminating,
+    /// Could not be judged: a `healthCheckExprs` expression failed to evaluate. Keep waiting;
+    /// the message says why.
+    Unknown,
 }
 
 /// The status of one object and a message saying why.
@@ -53,29 +63,41 @@ impl Health {
 /// How a reconcile judges the objects it waits for: kstatus' rules, and the user's own
 /// (`spec.healthCheckExprs`) for the kinds they name.
 #[derive(Debug, Clone, Default)]
-pub struct Rules {}
+pub struct Rules {
+    custom: custom::CustomRules,
+}
 
-/// Why `spec.healthCheckExprs` cannot be used.
+/// Why `spec.healthCheckExprs` cannot be used. Messages follow Flux's, naming the entry.
 #[derive(Debug, thiserror::Error)]
 pub enum RulesError {
-    #[error("healthCheckExprs are not supported by this agent (apiVersion {api_version})")]
-    Unsupported { api_version: String },
+    /// Two entries cover the same group and kind.
+    #[error("duplicate custom health check for GroupKind {group_kind} at healthchecks[{index}]")]
+    Duplicate { index: usize, group_kind: String },
+    /// An expression of an entry is missing or does not compile.
+    #[error(
+        "failed to create custom status evaluator for healthchecks[{index}] (apiVersion {api_version}, kind {kind}): {problem}"
+    )]
+    Invalid {
+        index: usize,
+        api_version: String,
+        kind: String,
+        #[source]
+        problem: custom::ExpressionProblem,
+    },
 }
 
 impl Rules {
-    /// The rules of a Kustomization or HelmRelease with these `healthCheckExprs`.
+    /// The rules of a Kustomization or HelmRelease with these `healthCheckExprs`; every
+    /// expression is compiled here, so a bad one is known before anything is applied.
     pub fn new(checks: &[api::meta::CustomHealthCheck]) -> Result<Self, RulesError> {
-        match checks.first() {
-            None => Ok(Rules::default()),
-            Some(check) => Err(RulesError::Unsupported {
-                api_version: check.api_version.clone(),
-            }),
-        }
+        Ok(Rules {
+            custom: custom::CustomRules::new(checks)?,
+        })
     }
 
     /// The health of `object` under these rules.
     pub fn judge(&self, object: &Value) -> Health {
-        compute(object)
+        self.custom.judge(object).unwrap_or_else(|| compute(object))
     }
 }
 

@@ -1,0 +1,721 @@
+//! One CEL expression of `spec.healthCheckExprs`: compiled once, evaluated against a live
+//! object with bounded cost.
+//!
+//! The expression sees the object's top-level fields as variables (`apiVersion`, `metadata`,
+//! `spec`, `status`, `data`, ...), as Flux's does: there is no `self`, and naming a field the
+//! object lacks is an evaluation error (`has(status.x)` needs `status`). The language is CEL's
+//! standard library with optional values (`status.?phase.orValue('')`), the strings extension
+//! and `base64`, as in Flux's environment; Flux's `sets` extension is not available.
+//!
+//! # Guarantees
+//! - Compiling and evaluating never overflow the stack: the source is at most
+//!   [`MAX_SOURCE_BYTES`] with at most [`MAX_BRACKETS`] brackets, its syntax tree at most
+//!   [`MAX_DEPTH`] deep, and both run on a thread of their own with room to spare (the
+//!   interpreter takes tens of KiB of stack per level in a debug build).
+//! - Evaluating never runs away: every call, field read, variable read and loop is charged
+//!   its result's size (characters, elements or entries) plus one against [`COST_LIMIT`], and
+//!   `replace`, the one function whose result can grow quadratically, is charged before it
+//!   runs. Past the limit the evaluation stops with [`EvalError::CostLimit`].
+
+use std::cell::Cell;
+use std::collections::HashMap;
+use std::sync::{Arc, LazyLock};
+
+use cel::common::ast::{CallExpr, ComprehensionExpr, EntryExpr, Expr, IdedExpr, operators};
+use cel::common::types::{CelInt, CelString, DYN_TYPE, INT_TYPE, STRING_TYPE};
+use cel::common::value::CowVal;
+use cel::objects::{Key, Map};
+use cel::{Context, Env, ExecutionError, Value, extensions};
+use serde_json::Value as Json;
+
+/// The longest expression accepted.
+pub const MAX_SOURCE_BYTES: usize = 4096;
+/// The most opening brackets (`(`, `[`, `{`) an expression may contain, strings included.
+pub const MAX_BRACKETS: usize = 128;
+/// How deep the parsed expression may nest.
+pub const MAX_DEPTH: usize = 64;
+/// What one evaluation may spend; Kubernetes allows validation rules the same per call.
+pub const COST_LIMIT: u64 = 1_000_000;
+
+/// Room for the parser, which recurses on nesting before any limit of its own applies, and
+/// for the interpreter, which recurses on every level of the tree.
+const STACK_BYTES: usize = 16 << 20;
+/// Charges its argument's size and returns it unchanged. `@` keeps it out of users' reach.
+const CHARGE: &str = "@charge";
+/// `string.replace`, charged before it builds its result.
+const REPLACE: &str = "@replace";
+/// Names that stand for a function namespace, not a variable, as the target of a call.
+const NAMESPACES: [&str; 3] = ["base64", "optional", "strings"];
+
+static ENV: LazyLock<Arc<Env>> = LazyLock::new(|| Arc::new(environment()));
+
+fn environment() -> Env {
+    let mut env = Env::stdlib();
+    // Fixed registrations: a failure is a programming error caught by every test.
+    env.add_extension(extensions::strings)
+        .expect("the strings extension registers");
+    env.add_extension(extensions::encoders)
+        .expect("the encoders extension registers");
+    env.add_overload(CHARGE, "charge_dyn", vec![DYN_TYPE], charge)
+        .expect("@charge registers");
+    env.add_overload(
+        REPLACE,
+        "replace_string_string_string",
+        vec![STRING_TYPE, STRING_TYPE, STRING_TYPE],
+        replace,
+    )
+    .expect("@replace registers");
+    env.add_overload(
+        REPLACE,
+        "replace_string_string_string_int",
+        vec![STRING_TYPE, STRING_TYPE, STRING_TYPE, INT_TYPE],
+        replace,
+    )
+    .expect("@replace with a count registers");
+    env
+}
+
+/// A compiled expression.
+#[derive(Debug, Clone)]
+pub struct Expression {
+    source: String,
+    program: Arc<IdedExpr>,
+}
+
+/// Why an expression cannot be compiled. The messages begin as Flux's do.
+#[derive(Debug, thiserror::Error)]
+pub enum CompileError {
+    /// Not valid CEL; `message` is the parser's, with the position.
+    #[error("failed to parse the CEL expression '{expression}': {message}")]
+    Syntax { expression: String, message: String },
+    /// Over one of the size limits.
+    #[error("failed to parse the CEL expression '{expression}': {limit}")]
+    TooLarge {
+        expression: String,
+        limit: &'static str,
+    },
+    /// No thread could be started to parse it on.
+    #[error("failed to parse the CEL expression '{expression}': no thread to parse it on")]
+    NoThread {
+        expression: String,
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+/// Why an expression did not yield true or false for an object.
+#[derive(Debug, thiserror::Error)]
+pub enum EvalError {
+    /// The evaluation failed, e.g. on a field the object does not have.
+    #[error("failed to evaluate the CEL expression '{expression}': {source}")]
+    Execution {
+        expression: String,
+        #[source]
+        source: ExecutionError,
+    },
+    /// The evaluation spent [`COST_LIMIT`].
+    #[error(
+        "failed to evaluate the CEL expression '{expression}': cost limit of {COST_LIMIT} exceeded"
+    )]
+    CostLimit { expression: String },
+    /// The expression yielded something other than a boolean.
+    #[error("failed to evaluate CEL expression as boolean: '{expression}'")]
+    NotBoolean { expression: String },
+    /// No thread could be started to evaluate it on.
+    #[error("failed to evaluate the CEL expression '{expression}': no thread to evaluate it on")]
+    NoThread {
+        expression: String,
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+impl Expression {
+    /// Parses `source`, checking the limits that keep its evaluation bounded.
+    pub fn compile(source: &str) -> Result<Self, CompileError> {
+        let too_large = |limit: &'static str| CompileError::TooLarge {
+            expression: source.to_string(),
+            limit,
+        };
+        if source.len() > MAX_SOURCE_BYTES {
+            return Err(too_large("longer than 4096 bytes"));
+        }
+        if source
+            .chars()
+            .filter(|c| matches!(c, '(' | '[' | '{'))
+            .count()
+            > MAX_BRACKETS
+        {
+            return Err(too_large("more than 128 brackets"));
+        }
+        let program =
+            with_room(|| prepare(source)).map_err(|thread_error| CompileError::NoThread {
+                expression: source.to_string(),
+                source: thread_error,
+            })??;
+        Ok(Self {
+            source: source.to_string(),
+            program: Arc::new(program),
+        })
+    }
+
+    /// The expression as the user wrote it.
+    pub fn source(&self) -> &str {
+        &self.source
+    }
+
+    /// Whether the expression holds for `object`.
+    pub fn holds_for(&self, object: &Json) -> Result<bool, EvalError> {
+        with_room(|| self.evaluate(object)).map_err(|source| EvalError::NoThread {
+            expression: self.source.clone(),
+            source,
+        })?
+    }
+
+    fn evaluate(&self, object: &Json) -> Result<bool, EvalError> {
+        let mut context = Context::with_env(Arc::clone(&ENV));
+        if let Json::Object(fields) = object {
+            for (name, value) in fields {
+                context.add_variable_from_value(name.as_str(), to_cel(value));
+            }
+        }
+        BUDGET.with(|budget| budget.set(COST_LIMIT));
+        let result = Value::resolve(&self.program, &context);
+        let exhausted = BUDGET.with(|budget| budget.get()) == 0;
+        match result {
+            Ok(Value::Bool(holds)) => Ok(holds),
+            Ok(_) => Err(EvalError::NotBoolean {
+                expression: self.source.clone(),
+            }),
+            Err(_) if exhausted => Err(EvalError::CostLimit {
+                expression: self.source.clone(),
+            }),
+            Err(source) => Err(EvalError::Execution {
+                expression: self.source.clone(),
+                source,
+            }),
+        }
+    }
+}
+
+/// Runs `work` on a thread with [`STACK_BYTES`] of stack and waits for it. A panic in
+/// `work` is carried over to the caller.
+fn with_room<T: Send>(work: impl FnOnce() -> T + Send) -> std::io::Result<T> {
+    std::thread::scope(|scope| {
+        let worker = std::thread::Builder::new()
+            .name("cel".into())
+            .stack_size(STACK_BYTES)
+            .spawn_scoped(scope, work)?;
+        Ok(worker
+            .join()
+            .unwrap_or_else(|panic| std::panic::resume_unwind(panic)))
+    })
+}
+
+/// Parses, checks the depth of and meters `source`. A tree too deep is dropped here too:
+/// dropping it recurses as deep as it nests.
+fn prepare(source: &str) -> Result<IdedExpr, CompileError> {
+    let parsed = ENV
+        .parser()
+        .max_recursion_depth(MAX_DEPTH as u16)
+        .parse(source)
+        .map_err(|errors| CompileError::Syntax {
+            expression: source.to_string(),
+            message: errors.to_string(),
+        })?;
+    let (depth, last_id) = measure(&parsed);
+    if depth > MAX_DEPTH {
+        return Err(CompileError::TooLarge {
+            expression: source.to_string(),
+            limit: "nested more than 64 levels deep",
+        });
+    }
+    Ok(Metering { next_id: last_id }.expr(parsed))
+}
+
+/// The sub-expressions of `expr`, in no particular order.
+fn children(expr: &Expr) -> Vec<&IdedExpr> {
+    match expr {
+        Expr::Call(call) => call
+            .target
+            .as_deref()
+            .into_iter()
+            .chain(&call.args)
+            .collect(),
+        Expr::Comprehension(c) => vec![
+            &c.iter_range,
+            &c.accu_init,
+            &c.loop_cond,
+            &c.loop_step,
+            &c.result,
+        ],
+        Expr::List(list) => list.elements.iter().collect(),
+        Expr::Map(map) => map
+            .entries
+            .iter()
+            .flat_map(|entry| entry_children(&entry.expr))
+            .collect(),
+        Expr::Struct(strct) => strct
+            .entries
+            .iter()
+            .flat_map(|entry| entry_children(&entry.expr))
+            .collect(),
+        Expr::Select(select) => vec![&select.operand],
+        Expr::Ident(_) | Expr::Literal(_) | Expr::Unspecified => Vec::new(),
+    }
+}
+
+fn entry_children(entry: &EntryExpr) -> Vec<&IdedExpr> {
+    match entry {
+        EntryExpr::MapEntry(entry) => vec![&entry.key, &entry.value],
+        EntryExpr::StructField(field) => vec![&field.value],
+    }
+}
+
+/// The depth of the tree and its highest node id, walked without recursion: the tree is
+/// not yet known to be shallow.
+fn measure(root: &IdedExpr) -> (usize, u64) {
+    let mut deepest = 0;
+    let mut last_id = 0;
+    let mut pending = vec![(root, 1)];
+    while let Some((node, depth)) = pending.pop() {
+        deepest = deepest.max(depth);
+        last_id = last_id.max(node.id);
+        pending.extend(children(&node.expr).into_iter().map(|c| (c, depth + 1)));
+    }
+    (deepest, last_id)
+}
+
+/// Rewrites a parsed expression so that its evaluation pays for what it does (see the
+/// module's guarantees). Recursion is safe: the tree is at most [`MAX_DEPTH`] deep.
+struct Metering {
+    next_id: u64,
+}
+
+impl Metering {
+    fn node(&mut self, expr: Expr) -> IdedExpr {
+        self.next_id += 1;
+        IdedExpr {
+            id: self.next_id,
+            expr,
+        }
+    }
+
+    fn charged(&mut self, expr: IdedExpr) -> IdedExpr {
+        self.node(Expr::Call(CallExpr {
+            func_name: CHARGE.to_string(),
+            target: None,
+            args: vec![expr],
+        }))
+    }
+
+    fn expr(&mut self, expr: IdedExpr) -> IdedExpr {
+        let IdedExpr { id, expr } = expr;
+        match expr {
+            Expr::Literal(_) | Expr::Unspecified => IdedExpr { id, expr },
+            // Accumulators (`@result`) are the comprehensions' own; they stay as written so
+            // that the interpreter recognises its loop shapes.
+            Expr::Ident(ref name) if name.starts_with('@') => IdedExpr { id, expr },
+            Expr::Ident(_) => self.charged(IdedExpr { id, expr }),
+            Expr::Select(mut select) => {
+                select.operand = Box::new(self.expr(*select.operand));
+                self.charged(IdedExpr {
+                    id,
+                    expr: Expr::Select(select),
+                })
+            }
+            Expr::Call(call) => {
+                let call = self.call(call);
+                self.charged(IdedExpr {
+                    id,
+                    expr: Expr::Call(call),
+                })
+            }
+            Expr::Comprehension(comprehension) => IdedExpr {
+                id,
+                expr: Expr::Comprehension(Box::new(self.comprehension(*comprehension))),
+            },
+            Expr::List(mut list) => {
+                list.elements = list.elements.into_iter().map(|e| self.expr(e)).collect();
+                IdedExpr {
+                    id,
+                    expr: Expr::List(list),
+                }
+            }
+            Expr::Map(mut map) => {
+                for entry in &mut map.entries {
+                    self.entry(&mut entry.expr);
+                }
+                IdedExpr {
+                    id,
+                    expr: Expr::Map(map),
+                }
+            }
+            Expr::Struct(mut strct) => {
+                for entry in &mut strct.entries {
+                    self.entry(&mut entry.expr);
+                }
+                IdedExpr {
+                    id,
+                    expr: Expr::Struct(strct),
+                }
+            }
+        }
+    }
+
+    fn entry(&mut self, entry: &mut EntryExpr) {
+        match entry {
+            EntryExpr::MapEntry(entry) => {
+                entry.key = self.expr(std::mem::take(&mut entry.key));
+                entry.value = self.expr(std::mem::take(&mut entry.value));
+            }
+            EntryExpr::StructField(field) => {
+                field.value = self.expr(std::mem::take(&mut field.value));
+            }
+        }
+    }
+
+    fn call(&mut self, call: CallExpr) -> CallExpr {
+        let CallExpr {
+            func_name,
+            target,
+            args,
+        } = call;
+        let target = target.map(|target| match target.expr {
+            Expr::Ident(ref name) if NAMESPACES.contains(&name.as_str()) => target,
+            _ => Box::new(self.expr(*target)),
+        });
+        let args: Vec<IdedExpr> = args.into_iter().map(|a| self.expr(a)).collect();
+        match target {
+            Some(receiver) if func_name == "replace" && matches!(args.len(), 2 | 3) => CallExpr {
+                func_name: REPLACE.to_string(),
+                target: None,
+                args: std::iter::once(*receiver).chain(args).collect(),
+            },
+            target => CallExpr {
+                func_name,
+                target,
+                args,
+            },
+        }
+    }
+
+    /// The range is charged by its size, which pays for the iterations; the loop's own
+    /// bookkeeping is left as the macro wrote it.
+    fn comprehension(&mut self, mut c: ComprehensionExpr) -> ComprehensionExpr {
+        let range = self.expr(std::mem::take(&mut c.iter_range));
+        c.iter_range = self.charged(range);
+        c.loop_step = self.step(std::mem::take(&mut c.loop_step), &c.accu_var);
+        c
+    }
+
+    /// A loop step: the calls that fold into the accumulator stay unmetered (their shape
+    /// is what the interpreter optimises), what they fold in is metered.
+    fn step(&mut self, step: IdedExpr, accu: &str) -> IdedExpr {
+        let IdedExpr { id, expr } = step;
+        match expr {
+            Expr::Call(mut call) if call.target.is_none() => {
+                let conditional = call.func_name == operators::CONDITIONAL;
+                let folds = call
+                    .args
+                    .iter()
+                    .any(|arg| matches!(&arg.expr, Expr::Ident(name) if name == accu));
+                if !conditional && !folds {
+                    return self.expr(IdedExpr {
+                        id,
+                        expr: Expr::Call(call),
+                    });
+                }
+                call.args = call
+                    .args
+                    .into_iter()
+                    .enumerate()
+                    .map(|(index, arg)| match &arg.expr {
+                        Expr::Ident(name) if name == accu => arg,
+                        _ if conditional && index > 0 => self.step(arg, accu),
+                        _ => self.expr(arg),
+                    })
+                    .collect();
+                IdedExpr {
+                    id,
+                    expr: Expr::Call(call),
+                }
+            }
+            expr => self.expr(IdedExpr { id, expr }),
+        }
+    }
+}
+
+thread_local! {
+    /// What the evaluation running on this thread may still spend.
+    static BUDGET: Cell<u64> = const { Cell::new(0) };
+}
+
+fn spend(cost: u64) -> Result<(), ExecutionError> {
+    BUDGET.with(|budget| {
+        let left = budget.get();
+        if cost > left {
+            budget.set(0);
+            Err(ExecutionError::function_error(
+                CHARGE,
+                "cost limit exceeded",
+            ))
+        } else {
+            budget.set(left - cost);
+            Ok(())
+        }
+    })
+}
+
+fn charge<'b, 'v>(mut args: Vec<CowVal<'b, 'v>>) -> Result<CowVal<'b, 'v>, ExecutionError> {
+    let value = args
+        .pop()
+        .ok_or_else(|| ExecutionError::invalid_argument_count(1, 0))?;
+    let size = value
+        .as_sizer()
+        .map_or(0, |sizer| u64::try_from(*sizer.size().inner()).unwrap_or(0));
+    spend(size.saturating_add(1))?;
+    Ok(value)
+}
+
+/// `s.replace(from, to)` and `s.replace(from, to, n)` (n < 0: all), as the strings extension
+/// has them, refusing to build a result the budget cannot pay for.
+fn replace<'b, 'v>(args: Vec<CowVal<'b, 'v>>) -> Result<CowVal<'b, 'v>, ExecutionError> {
+    let text = |index: usize| {
+        args.get(index)
+            .and_then(|arg| arg.downcast_ref::<CelString>())
+            .map(|s| s.inner())
+            .ok_or_else(|| ExecutionError::function_error("replace", "expects strings"))
+    };
+    let (this, from, to) = (text(0)?, text(1)?, text(2)?);
+    let limit = match args.get(3) {
+        None => None,
+        Some(n) => {
+            let n = n
+                .downcast_ref::<CelInt>()
+                .map(|n| *n.inner())
+                .ok_or_else(|| ExecutionError::function_error("replace", "expects an int"))?;
+            usize::try_from(n).ok()
+        }
+    };
+    let found = if from.is_empty() {
+        this.chars().count() + 1
+    } else {
+        this.matches(from).count()
+    };
+    let replaced = limit.map_or(found, |limit| limit.min(found));
+    let size =
+        (this.len() - replaced * from.len()).saturating_add(replaced.saturating_mul(to.len()));
+    spend(u64::try_from(size).unwrap_or(u64::MAX))?;
+    let result = match limit {
+        None => this.replace(from, to),
+        Some(limit) => this.replacen(from, to, limit),
+    };
+    Ok(CowVal::owned(CelString::from(result)))
+}
+
+/// A JSON value as CEL sees it. Integers stay `int` where they fit, as in Kubernetes'
+/// unstructured objects.
+fn to_cel(value: &Json) -> Value {
+    match value {
+        Json::Null => Value::Null,
+        Json::Bool(b) => Value::Bool(*b),
+        Json::Number(n) => match (n.as_i64(), n.as_u64()) {
+            (Some(i), _) => Value::Int(i),
+            (None, Some(u)) => Value::UInt(u),
+            (None, None) => Value::Float(n.as_f64().unwrap_or(f64::NAN)),
+        },
+        Json::String(s) => Value::String(Arc::new(s.clone())),
+        Json::Array(items) => Value::List(Arc::new(items.iter().map(to_cel).collect())),
+        Json::Object(fields) => Value::Map(Map::from(
+            fields
+                .iter()
+                .map(|(k, v)| (Key::from(k.as_str()), to_cel(v)))
+                .collect::<HashMap<_, _>>(),
+        )),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+
+    fn holds(source: &str, object: &Json) -> Result<bool, EvalError> {
+        Expression::compile(source)
+            .expect("the expression compiles")
+            .holds_for(object)
+    }
+
+    fn widget() -> Json {
+        json!({
+            "apiVersion": "example.com/v1", "kind": "Widget",
+            "metadata": {"name": "w", "generation": 3},
+            "spec": {"replicas": 2},
+            "status": {
+                "replicas": 2,
+                "phase": "Running",
+                "conditions": [
+                    {"type": "Synced", "status": "True"},
+                    {"type": "Ready", "status": "False", "reason": "Waiting"},
+                ],
+            },
+        })
+    }
+
+    #[test]
+    fn the_objects_top_level_fields_are_the_variables() {
+        let object = widget();
+        assert!(holds("status.replicas == spec.replicas", &object).expect("evaluates"));
+        assert!(holds("metadata.name == 'w' && kind == 'Widget'", &object).expect("evaluates"));
+        assert!(
+            holds(
+                "status.conditions.filter(c, c.type == 'Synced').all(c, c.status == 'True')",
+                &object
+            )
+            .expect("evaluates")
+        );
+        assert!(
+            !holds(
+                "status.conditions.exists(c, c.type == 'Ready' && c.status == 'True')",
+                &object
+            )
+            .expect("evaluates")
+        );
+    }
+
+    #[test]
+    fn integers_compare_across_numeric_types_and_optionals_default() {
+        let object = widget();
+        assert!(
+            holds("status.replicas > 1.5 && status.replicas == 2u", &object).expect("evaluates")
+        );
+        assert!(holds("status.?missing.orValue('none') == 'none'", &object).expect("evaluates"));
+        assert!(holds("status.phase.lowerAscii() == 'running'", &object).expect("evaluates"));
+        assert!(holds("base64.encode(b'a') == 'YQ=='", &object).expect("evaluates"));
+        assert!(holds("!optional.none().hasValue()", &object).expect("evaluates"));
+        assert!(holds("type(status.phase) == string", &object).expect("evaluates"));
+        assert!(holds("status.phase.replace('n', 'N') == 'RuNNiNg'", &object).expect("evaluates"));
+        assert!(
+            holds("status.phase.replace('n', 'N', 1) == 'RuNning'", &object).expect("evaluates")
+        );
+    }
+
+    #[test]
+    fn a_missing_field_is_an_evaluation_error_unless_guarded() {
+        let object = json!({"apiVersion": "v1", "kind": "ConfigMap", "data": {}});
+        let error = holds("has(data.foo.bar)", &object).expect_err("data.foo is missing");
+        assert!(
+            error
+                .to_string()
+                .starts_with("failed to evaluate the CEL expression 'has(data.foo.bar)': "),
+            "{error}"
+        );
+        assert!(matches!(
+            holds("status.ready", &object),
+            Err(EvalError::Execution { .. })
+        ));
+        assert!(!holds("has(data.foo)", &object).expect("evaluates"));
+    }
+
+    #[test]
+    fn an_error_beside_a_deciding_operand_is_absorbed_as_in_cel_go() {
+        let object = widget();
+        assert!(
+            holds(
+                "status.conditions.exists(c, c.type == 'Ready' || c.reason == 'x')",
+                &object
+            )
+            .expect("the Ready condition decides")
+        );
+        assert!(
+            !holds(
+                "status.conditions.all(c, c.type == 'Synced' && c.reason == 'x')",
+                &object
+            )
+            .expect("the Ready condition decides")
+        );
+    }
+
+    #[test]
+    fn a_result_that_is_not_a_boolean_is_an_error() {
+        let error = holds("status.phase", &widget()).expect_err("a string");
+        assert_eq!(
+            error.to_string(),
+            "failed to evaluate CEL expression as boolean: 'status.phase'"
+        );
+    }
+
+    #[test]
+    fn syntax_errors_say_where_as_flux_does() {
+        let error = Expression::compile("foo.").expect_err("not CEL");
+        assert!(
+            error.to_string().starts_with(
+                "failed to parse the CEL expression 'foo.': ERROR: <input>:1:5: Syntax error: no viable alternative at input '.'"
+            ),
+            "{error}"
+        );
+    }
+
+    #[test]
+    fn oversized_expressions_are_refused_before_parsing() {
+        let long = format!("true{}", " && true".repeat(MAX_SOURCE_BYTES / 8));
+        assert!(matches!(
+            Expression::compile(&long),
+            Err(CompileError::TooLarge { .. })
+        ));
+        let nested = format!("{}true{}", "[".repeat(200), "]".repeat(200));
+        assert!(matches!(
+            Expression::compile(&nested),
+            Err(CompileError::TooLarge { .. })
+        ));
+        let chain = format!("a{}", ".b".repeat(MAX_SOURCE_BYTES / 2 - 1));
+        assert!(Expression::compile(&chain).is_err());
+    }
+
+    #[test]
+    fn the_deepest_accepted_expression_evaluates() {
+        // `0 + 1 + ... + 1 > 0` nests one level per `+`, under the comparison.
+        let chain = |levels: usize| format!("0{} > 0", " + 1".repeat(levels - 2));
+        let deepest = chain(MAX_DEPTH);
+        let parsed = ENV.parser().parse(&deepest).expect("parses");
+        assert_eq!(measure(&parsed).0, MAX_DEPTH);
+        let expression = Expression::compile(&deepest).expect("at the depth limit");
+        assert!(expression.holds_for(&widget()).expect("evaluates"));
+        assert!(matches!(
+            Expression::compile(&chain(MAX_DEPTH + 1)),
+            Err(CompileError::TooLarge { .. })
+        ));
+    }
+
+    #[test]
+    fn runaway_loops_stop_at_the_cost_limit() {
+        let object = json!({"items": (0..100).collect::<Vec<_>>()});
+        let nested = "items.all(a, items.all(b, items.all(c, items.all(d, a + b + c + d >= 0))))";
+        assert!(matches!(
+            holds(nested, &object),
+            Err(EvalError::CostLimit { .. })
+        ));
+        assert!(holds("items.all(a, items.exists(b, a == b))", &object).expect("within the limit"));
+    }
+
+    #[test]
+    fn a_quadratic_replace_is_refused_before_it_is_built() {
+        let object = json!({"s": "x".repeat(100_000)});
+        assert!(matches!(
+            holds("s.replace('', s) == ''", &object),
+            Err(EvalError::CostLimit { .. })
+        ));
+    }
+
+    #[test]
+    fn every_evaluation_starts_with_a_full_budget() {
+        let object = json!({"items": (0..500).collect::<Vec<_>>()});
+        let expression =
+            Expression::compile("items.all(a, items.exists(b, a == b))").expect("compiles");
+        for _ in 0..3 {
+            assert!(expression.holds_for(&object).expect("within the limit"));
+        }
+    }
+}
