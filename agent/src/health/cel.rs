@@ -166,21 +166,12 @@ impl Expression {
 
     /// Whether the expression holds for `object`.
     pub fn holds_for(&self, object: &Json) -> Result<bool, EvalError> {
-        with_room(|| self.evaluate(object)).map_err(|source| EvalError::NoThread {
-            expression: self.source.clone(),
-            source,
-        })?
+        first_holding(&[self], object).map(|found| found.is_some())
     }
 
-    fn evaluate(&self, object: &Json) -> Result<bool, EvalError> {
-        let mut context = Context::with_env(Arc::clone(&ENV));
-        if let Json::Object(fields) = object {
-            for (name, value) in fields {
-                context.add_variable_from_value(name.as_str(), to_cel(value));
-            }
-        }
+    fn evaluate(&self, context: &Context) -> Result<bool, EvalError> {
         BUDGET.with(|budget| budget.set(COST_LIMIT));
-        let result = Value::resolve(&self.program, &context);
+        let result = Value::resolve(&self.program, context);
         let exhausted = BUDGET.with(|budget| budget.get()) == 0;
         match result {
             Ok(Value::Bool(holds)) => Ok(holds),
@@ -196,6 +187,36 @@ impl Expression {
             }),
         }
     }
+}
+
+/// The index of the first of `expressions` that holds for `object`, evaluating them in
+/// order and stopping at the first error. The object is converted once and the work runs
+/// on one thread; each expression has [`COST_LIMIT`] to spend.
+pub fn first_holding(
+    expressions: &[&Expression],
+    object: &Json,
+) -> Result<Option<usize>, EvalError> {
+    let Some(first) = expressions.first() else {
+        return Ok(None);
+    };
+    let evaluate_all = || {
+        let mut context = Context::with_env(Arc::clone(&ENV));
+        if let Json::Object(fields) = object {
+            for (name, value) in fields {
+                context.add_variable_from_value(name.as_str(), to_cel(value));
+            }
+        }
+        for (index, expression) in expressions.iter().enumerate() {
+            if expression.evaluate(&context)? {
+                return Ok(Some(index));
+            }
+        }
+        Ok(None)
+    };
+    with_room(evaluate_all).map_err(|source| EvalError::NoThread {
+        expression: first.source.clone(),
+        source,
+    })?
 }
 
 /// Runs `work` on a thread with [`STACK_BYTES`] of stack and waits for it. A panic in

@@ -141,7 +141,7 @@ impl Evaluator {
                 "{kind} generation is {generation}, but latest observed generation is {observed}"
             ));
         }
-        let ordered = [
+        let ordered: Vec<(&Expression, HealthStatus, &str)> = [
             (
                 self.in_progress.as_ref(),
                 HealthStatus::InProgress,
@@ -149,21 +149,22 @@ impl Evaluator {
             ),
             (self.failed.as_ref(), HealthStatus::Failed, "failed"),
             (Some(&self.current), HealthStatus::Current, "current"),
-        ];
-        for (expression, status, field) in ordered {
-            let Some(expression) = expression else {
-                continue;
-            };
-            match expression.holds_for(object) {
-                Ok(true) => {
+        ]
+        .into_iter()
+        .filter_map(|(expression, status, field)| Some((expression?, status, field)))
+        .collect();
+        let expressions: Vec<&Expression> = ordered.iter().map(|(e, _, _)| *e).collect();
+        match super::cel::first_holding(&expressions, object) {
+            Ok(Some(index)) => {
+                if let Some((expression, status, field)) = ordered.get(index) {
                     return Health::new(
-                        status,
+                        *status,
                         format!("healthCheckExprs {field} is true: {}", expression.source()),
                     );
                 }
-                Ok(false) => {}
-                Err(error) => return Health::new(HealthStatus::Unknown, error.to_string()),
             }
+            Ok(None) => {}
+            Err(error) => return Health::new(HealthStatus::Unknown, error.to_string()),
         }
         Health::in_progress("no healthCheckExprs expression is true yet")
     }
@@ -319,6 +320,19 @@ mod tests {
             "{}",
             health.message
         );
+    }
+
+    #[test]
+    fn an_earlier_expression_failing_to_evaluate_hides_a_later_true_one() {
+        let rules = Rules::new(&[CustomHealthCheck {
+            in_progress: Some("status.phase == 'Pending'".into()),
+            ..check("example.com/v1", Some("Widget"), "true")
+        }])
+        .expect("valid rules");
+        let without_status = json!({"apiVersion": "example.com/v1", "kind": "Widget"});
+        assert_eq!(rules.judge(&without_status).status, HealthStatus::Unknown);
+        let running = json!({"apiVersion": "example.com/v1", "kind": "Widget", "status": {"phase": "Running"}});
+        assert_eq!(rules.judge(&running).status, HealthStatus::Current);
     }
 
     #[test]
