@@ -475,3 +475,87 @@ async fn a_kubeconfig_with_an_exec_plugin_is_refused() {
             .is_none()
     );
 }
+
+/// `deletionPolicy: Delete` deletes the objects even without `prune`;
+/// `WaitForTermination` also keeps the Kustomization until they are gone.
+#[actix::test]
+async fn deletion_policies_delete_and_wait_for_termination() {
+    let bed = Bed::start().await;
+    let repo = Repo::new("app");
+    let held = config_map("held", "default", "a").replacen(
+        "  namespace: default\n",
+        "  namespace: default\n  finalizers:\n  - example.com/hold\n",
+        1,
+    );
+    repo.write("plain/config.yaml", &config_map("plain", "default", "a"))
+        .write("held/config.yaml", &held);
+    let first = repo.commit("first");
+    bed.publish(first.clone()).await;
+    bed.apply(&kustomization(
+        "plain",
+        "app",
+        "./plain",
+        json!({"prune": false, "deletionPolicy": "Delete"}),
+    ))
+    .await;
+    bed.apply(&kustomization(
+        "held",
+        "app",
+        "./held",
+        json!({"deletionPolicy": "WaitForTermination", "timeout": "10m"}),
+    ))
+    .await;
+    bed.until_ready_at("plain", &first.artifact.revision).await;
+    bed.until_ready_at("held", &first.artifact.revision).await;
+    let kustomizations =
+        kube::Api::<api::kustomize::Kustomization>::namespaced(bed.client.clone(), NS);
+    for name in ["plain", "held"] {
+        kustomizations
+            .delete(name, &Default::default())
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+    }
+    let gone = |name: &'static str| {
+        let kustomizations = kustomizations.clone();
+        async move { kustomizations.get_opt(name).await.ok().flatten().is_none() }
+    };
+    let mut waited = 0;
+    while !(gone("plain").await
+        && bed
+            .get("v1", "ConfigMap", "default", "plain")
+            .await
+            .is_none())
+    {
+        waited += 1;
+        assert!(waited < 400, "plain or its ConfigMap is still there");
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    // The held ConfigMap is terminating; its Kustomization waits for it.
+    let mut waited = 0;
+    while bed
+        .get("v1", "ConfigMap", "default", "held")
+        .await
+        .is_none_or(|held| !held["metadata"]["deletionTimestamp"].is_string())
+    {
+        waited += 1;
+        assert!(waited < 400, "the held ConfigMap was never deleted");
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    assert!(!gone("held").await, "held did not wait for its ConfigMap");
+    let maps: kube::Api<k8s_openapi::api::core::v1::ConfigMap> =
+        kube::Api::namespaced(bed.client.clone(), "default");
+    maps.patch(
+        "held",
+        &kube::api::PatchParams::default(),
+        &kube::api::Patch::Merge(json!({"metadata": {"finalizers": null}})),
+    )
+    .await
+    .unwrap_or_else(|e| panic!("{e}"));
+    let mut waited = 0;
+    while !gone("held").await {
+        waited += 1;
+        assert!(waited < 400, "held never went after its ConfigMap did");
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+}

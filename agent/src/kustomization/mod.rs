@@ -5,6 +5,7 @@
 //! - [`reconcile`]: one reconcile, in Flux's order; progress while on new input, the
 //!   outcome's status once.
 //! - [`remote`]: the client of another cluster (`spec.kubeConfig`).
+//! - [`finalize`]: deletion, by `spec.deletionPolicy`.
 //! - [`build`]: artifact -> objects (native kustomize, spec transformations, substitution).
 //! - [`decrypt`]: SOPS decryption of encrypted objects and generator files (`spec.decryption`).
 //! - [`plan`]: pure apply order, stages, prune candidates, inventory.
@@ -19,6 +20,7 @@ pub mod decrypt;
 pub mod dependencies;
 pub mod deps;
 pub mod drift;
+pub mod finalize;
 pub mod impersonate;
 pub mod plan;
 pub mod reconcile;

@@ -76,7 +76,7 @@ pub async fn reconcile(
         }
     };
     if object.meta().deletion_timestamp.is_some() {
-        return finalize(deps, &object).await;
+        return super::finalize::finalize(deps, &object).await;
     }
     context
         .metrics
@@ -118,7 +118,7 @@ async fn run(
         kinds,
     } = match clients(deps, object).await {
         Ok(clients) => clients,
-        Err(failure) => return Report::failed(failure),
+        Err(error) => return Report::failed(error.failure),
     };
 
     // 1. Dependencies.
@@ -393,13 +393,30 @@ async fn run(
 /// substitution and decryption inputs), `target` for where objects are applied (another
 /// cluster with `spec.kubeConfig`), both as `spec.serviceAccountName` when set; and the
 /// kinds known in the target.
-struct Clients {
-    local: kube::Client,
-    target: kube::Client,
-    kinds: apply::KindCache,
+pub(super) struct Clients {
+    pub local: kube::Client,
+    pub target: kube::Client,
+    pub kinds: apply::KindCache,
 }
 
-async fn clients(deps: &Deps, object: &Kustomization) -> Result<Clients, Failure> {
+/// Why the clients of a reconcile could not be made.
+pub(super) struct ClientsError {
+    pub failure: Failure,
+    /// Reading the kubeconfig Secret failed for a reason that may pass (not "it is not
+    /// there" or "it is not valid").
+    pub transient: bool,
+}
+
+impl From<Failure> for ClientsError {
+    fn from(failure: Failure) -> Self {
+        ClientsError {
+            failure,
+            transient: false,
+        }
+    }
+}
+
+pub(super) async fn clients(deps: &Deps, object: &Kustomization) -> Result<Clients, ClientsError> {
     let context = &deps.context;
     let namespace = object.namespace().unwrap_or_default();
     let as_account = |client: &kube::Client| match &object.spec.service_account_name {
@@ -423,15 +440,16 @@ async fn clients(deps: &Deps, object: &Kustomization) -> Result<Clients, Failure
     };
     let remote = remote::client(&local, &namespace, reference)
         .await
-        .map_err(|error| Failure {
-            reason: reasons::RECONCILIATION_FAILED,
-            terminal: matches!(
-                error,
-                remote::RemoteError::Unsafe { .. }
-                    | remote::RemoteError::ConfigMapRef
-                    | remote::RemoteError::NoSecretRef
-            ),
-            message: error.to_string(),
+        .map_err(|error| {
+            use remote::RemoteError as E;
+            ClientsError {
+                transient: matches!(error, E::Read { .. }),
+                failure: Failure {
+                    reason: reasons::RECONCILIATION_FAILED,
+                    terminal: matches!(error, E::Unsafe { .. } | E::ConfigMapRef | E::NoSecretRef),
+                    message: error.to_string(),
+                },
+            }
         })?;
     Ok(Clients {
         target: as_account(&remote)?,
@@ -587,109 +605,12 @@ async fn ensure_finalizer(deps: &Deps, object: &Kustomization) -> Result<(), kub
     .map(drop)
 }
 
-/// Prunes the inventory of a deleted Kustomization (when `spec.prune` and not orphaning),
-/// then releases it.
-async fn finalize(deps: &Deps, object: &Kustomization) -> Outcome {
-    let name = object.name_any();
-    let namespace = object.namespace().unwrap_or_default();
-    if !object.finalizers().iter().any(|f| f == FINALIZER) {
-        return Outcome::Finalized;
-    }
-    let orphan = object.spec.deletion_policy.as_deref() == Some("Orphan");
-    if object.spec.prune && !orphan && !object.spec.suspend {
-        match clients(deps, object).await {
-            Ok(clients) => {
-                if let Err(outcome) = prune_all(deps, object, clients).await {
-                    return outcome;
-                }
-            }
-            // The cluster cannot be reached as the Kustomization says (e.g. its kubeconfig
-            // Secret went first): say what is left behind and release the object, as Flux.
-            Err(failure) => {
-                let message = format!(
-                    "unable to prune objects: {}; left in place: {}",
-                    failure.message,
-                    inventory_of(object).entries.len()
-                );
-                tracing::warn!(%namespace, %name, %message, "finalizing without pruning");
-                emit(
-                    deps,
-                    object,
-                    "Warning",
-                    reasons::PRUNE_FAILED,
-                    &message,
-                    None,
-                )
-                .await;
-            }
-        }
-    }
-    let finalizers: Vec<String> = object
-        .finalizers()
-        .iter()
-        .filter(|f| *f != FINALIZER)
-        .cloned()
-        .collect();
-    let api: Api<Kustomization> = Api::namespaced(deps.context.client.clone(), &namespace);
-    let patch = json!({"metadata": {"finalizers": finalizers}});
-    match api
-        .patch(&name, &PatchParams::default(), &Patch::Merge(&patch))
-        .await
-    {
-        Ok(_) => {
-            deps.context
-                .metrics
-                .record_condition(KIND, &namespace, &name, types::READY, "Deleted");
-            Outcome::Finalized
-        }
-        Err(error) if matches!(&error, kube::Error::Api(s) if s.code == 404) => Outcome::Finalized,
-        Err(error) => {
-            tracing::warn!(%namespace, %name, %error, "removing the finalizer failed");
-            Outcome::Retry
-        }
-    }
-}
-
-fn inventory_of(object: &Kustomization) -> ResourceInventory {
-    object
-        .status
-        .as_ref()
-        .and_then(|s| s.inventory.clone())
-        .unwrap_or_default()
-}
-
-/// Deletes everything in the inventory of a Kustomization being deleted.
-async fn prune_all(deps: &Deps, object: &Kustomization, clients: Clients) -> Result<(), Outcome> {
-    let name = object.name_any();
-    let namespace = object.namespace().unwrap_or_default();
-    let applier = Applier {
-        client: clients.target,
-        kinds: clients.kinds,
-        field_manager: deps.context.field_manager.clone(),
-        force: false,
-    };
-    let stale = plan::prune_candidates(&inventory_of(object), &plan::ApplyPlan::default());
-    let mut changes = ChangeSet::default();
-    if let Err(error) = applier
-        .prune(&stale, (&name, &namespace), &mut changes)
-        .await
-    {
-        emit(
-            deps,
-            object,
-            "Warning",
-            reasons::PRUNE_FAILED,
-            &error.to_string(),
-            None,
-        )
-        .await;
-        return Err(Outcome::Retry);
-    }
-    emit_changes(deps, object, "", &changes).await;
-    Ok(())
-}
-
-async fn emit_changes(deps: &Deps, object: &Kustomization, revision: &str, changes: &ChangeSet) {
+pub(super) async fn emit_changes(
+    deps: &Deps,
+    object: &Kustomization,
+    revision: &str,
+    changes: &ChangeSet,
+) {
     let summary = changes.summary();
     if !summary.is_empty() {
         let revision = (!revision.is_empty()).then_some(revision);
@@ -706,7 +627,7 @@ async fn emit_changes(deps: &Deps, object: &Kustomization, revision: &str, chang
 }
 
 /// Records a core/v1 Event on the Kustomization, as Flux's controllers do.
-async fn emit(
+pub(super) async fn emit(
     deps: &Deps,
     object: &Kustomization,
     type_: &str,
