@@ -624,6 +624,23 @@ mod tests {
     }
 
     #[test]
+    fn every_standard_macro_still_works_once_metered() {
+        let object = widget();
+        for source in [
+            "status.conditions.map(c, c.type) == ['Synced', 'Ready']",
+            "status.conditions.map(c, c.status == 'True', c.type) == ['Synced']",
+            "status.conditions.filter(c, c.status == 'False').size() == 1",
+            "status.conditions.exists_one(c, c.type == 'Ready')",
+            "!status.conditions.exists_one(c, has(c.status))",
+            "status.conditions.all(c, has(c.type))",
+            "{'a': 1}.all(k, k == 'a')",
+            "[?status.?phase, ?status.?missing] == ['Running']",
+        ] {
+            assert!(holds(source, &object).expect(source), "{source}");
+        }
+    }
+
+    #[test]
     fn a_missing_field_is_an_evaluation_error_unless_guarded() {
         let object = json!({"apiVersion": "v1", "kind": "ConfigMap", "data": {}});
         let error = holds("has(data.foo.bar)", &object).expect_err("data.foo is missing");
