@@ -1,5 +1,5 @@
 //! SOPS decryption (`spec.decryption`): encrypted Secrets and generator files in Git are
-//! applied decrypted with the age keys of the decryption Secret; a wrong key or an edited
+//! applied decrypted with the age or PGP keys of the decryption Secret; a wrong key or an edited
 //! file fails the build with no secret in the status, and nothing is applied.
 
 mod support_ks;
@@ -177,4 +177,34 @@ async fn an_encrypted_file_edited_after_encryption_fails_its_mac_and_applies_not
         None
     );
     assert_eq!(bed.get("v1", "Secret", "default", "db").await, None);
+}
+
+#[actix::test]
+async fn a_secret_sealed_to_a_pgp_key_is_applied_with_the_asc_entry() {
+    let bed = Bed::start().await;
+    let (armored, key) = support_sops::pgp_key();
+    bed.apply(&json!({
+        "apiVersion": "v1",
+        "kind": "Secret",
+        "metadata": {"name": "sops-keys", "namespace": NS},
+        "data": {"team.asc": STANDARD.encode(&armored)},
+    }))
+    .await;
+    let mut sealer = Sealer::new("unused");
+    sealer.pgp = Some(key);
+    let repo = Repo::new("app");
+    repo.write("secret.yaml", &sealer.seal_yaml(&db_secret()));
+    let first = repo.commit("pgp");
+    bed.publish(first.clone()).await;
+    bed.apply(&kustomization(
+        "secrets",
+        "app",
+        "./",
+        decrypting(json!({})),
+    ))
+    .await;
+    bed.until_ready_at("secrets", &first.artifact.revision)
+        .await;
+    let db = bed.get("v1", "Secret", "default", "db").await;
+    assert_eq!(decoded(&db, "password").as_deref(), Some(PASSWORD));
 }

@@ -1,6 +1,6 @@
 //! A test-only SOPS encryptor, written from the file format (not from SOPS' code): enough
 //! to produce the documents the decryptor reads — YAML/JSON objects and dotenv files
-//! sealed to an age recipient. Shared by the agent's unit tests and `tests/`.
+//! sealed to an age recipient or a PGP key. Shared by the agent's unit tests and `tests/`.
 #![allow(dead_code)]
 
 use aes_gcm::aead::consts::U32;
@@ -68,10 +68,57 @@ pub fn seal_data_key(key: &[u8; 32], recipient: &str) -> String {
     String::from_utf8(out).expect("armored text")
 }
 
+/// A PGP key for tests: (armored secret key, the key). Ed25519 with a Curve25519
+/// encryption subkey, no passphrase (as Flux imports keys).
+pub fn pgp_key() -> (String, pgp::composed::SignedSecretKey) {
+    use pgp::composed::{EncryptionCaps, KeyType, SecretKeyParamsBuilder, SubkeyParamsBuilder};
+    let mut encryption = SubkeyParamsBuilder::default();
+    encryption
+        .key_type(KeyType::ECDH(
+            pgp::crypto::ecc_curve::ECCCurve::Curve25519Legacy,
+        ))
+        .can_sign(false)
+        .can_encrypt(EncryptionCaps::All)
+        .can_authenticate(false);
+    let mut params = SecretKeyParamsBuilder::default();
+    params
+        .key_type(KeyType::Ed25519Legacy)
+        .can_certify(true)
+        .can_sign(true)
+        .can_encrypt(EncryptionCaps::None)
+        .primary_user_id("Flotilla test <test@flotilla.invalid>".into())
+        .subkeys(vec![encryption.build().expect("subkey params")]);
+    let key = params
+        .build()
+        .expect("key params")
+        .generate(rand::thread_rng())
+        .expect("generate");
+    let armored = key.to_armored_string(Default::default()).expect("armor");
+    (armored, key)
+}
+
+/// The data key as an armored OpenPGP message to the key's encryption subkey, as SOPS
+/// stores it in `sops.pgp[].enc`.
+pub fn seal_data_key_pgp(key: &[u8; 32], secret: &pgp::composed::SignedSecretKey) -> String {
+    use pgp::composed::{MessageBuilder, SignedPublicKey};
+    let public = SignedPublicKey::from(secret.clone());
+    let mut rng = rand::thread_rng();
+    let mut builder = MessageBuilder::from_bytes("", key.to_vec())
+        .seipd_v1(&mut rng, pgp::crypto::sym::SymmetricKeyAlgorithm::AES256);
+    builder
+        .encrypt_to_key(&mut rng, &public.public_subkeys[0])
+        .expect("encrypt to subkey");
+    builder
+        .to_armored_string(&mut rng, Default::default())
+        .expect("armor")
+}
+
 /// What to encrypt and how.
 pub struct Sealer {
     pub data_key: [u8; 32],
     pub recipient: String,
+    /// Seal the data key to this PGP key instead of the age recipient.
+    pub pgp: Option<pgp::composed::SignedSecretKey>,
     /// `encrypted_regex`; every value is encrypted when `None`.
     pub encrypted_regex: Option<String>,
 }
@@ -83,6 +130,7 @@ impl Sealer {
         Sealer {
             data_key,
             recipient: recipient.to_string(),
+            pgp: None,
             encrypted_regex: Some("^(data|stringData)$".into()),
         }
     }
@@ -103,11 +151,21 @@ impl Sealer {
         let mut path = Vec::new();
         let mut sealed = self.walk(document, &mut path, &mut hash);
         let mac: String = hash.finalize().iter().map(|b| format!("{b:02X}")).collect();
-        let mut block = json!({
-            "age": [{"recipient": self.recipient, "enc": seal_data_key(&self.data_key, &self.recipient)}],
-            "lastmodified": LAST_MODIFIED,
-            "mac": encrypt_value(&mac, "str", &self.data_key, LAST_MODIFIED),
-        });
+        let mut block = match &self.pgp {
+            Some(key) => {
+                use pgp::types::KeyDetails as _;
+                json!({"pgp": [{
+                    "created_at": LAST_MODIFIED,
+                    "enc": seal_data_key_pgp(&self.data_key, key),
+                    "fp": key.fingerprint().to_string().to_uppercase(),
+                }]})
+            }
+            None => json!({
+                "age": [{"recipient": self.recipient, "enc": seal_data_key(&self.data_key, &self.recipient)}],
+            }),
+        };
+        block["lastmodified"] = json!(LAST_MODIFIED);
+        block["mac"] = json!(encrypt_value(&mac, "str", &self.data_key, LAST_MODIFIED));
         if let Some(regex) = &self.encrypted_regex {
             block["encrypted_regex"] = json!(regex);
         }

@@ -1,7 +1,8 @@
 //! SOPS decryption for `spec.decryption` (provider `sops`), as kustomize-controller does it.
 //!
 //! - Keys come from the decryption Secret ([`keys`]): `*.agekey` entries hold age X25519
-//!   identities. PGP, Vault and cloud KMS keys are not implemented.
+//!   identities, `*.asc` entries armored PGP secret keys. Vault, cloud KMS, Shamir key
+//!   groups and age plugin or post-quantum identities are not implemented.
 //! - Before the build, encrypted files that secretGenerator `files`/`envs` and `patches`
 //!   read are decrypted in place ([`sources`]).
 //! - After the build, every object carrying a `sops` block with a MAC is decrypted, whatever
@@ -429,7 +430,8 @@ mod tests {
     /// (encrypted to its published test age key), `keys_age.txt`, `algorithms_age.yaml`,
     /// `envs_env.env` and `files_file.txt`; and from MPBrun/dotnet-sops
     /// `DecryptCommandTests.cs` (a JSON store written by sops 3.7.3) `json_secrets.json` and
-    /// its test key in `json_key.txt`.
+    /// its test key in `json_key.txt`; for PGP, Flux's `keys_pgp.asc`, `algorithms_pgp.yaml`
+    /// and `inside_secret.yaml` (a Secret field holding an encrypted JSON file).
     #[test]
     #[ignore = "needs third-party files, not committed"]
     fn files_written_by_the_real_sops_decrypt_with_their_mac() {
@@ -468,5 +470,84 @@ mod tests {
         .unwrap_or_else(|e| panic!("{e}"));
         let plain: Value = serde_json::from_slice(&plain).unwrap_or_default();
         assert_eq!(plain, json!({"TestKey": "test value"}));
+
+        let secret = std::collections::BTreeMap::from([
+            ("age.agekey".to_string(), read("keys_age.txt")),
+            ("pgp.asc".to_string(), read("keys_pgp.asc")),
+        ]);
+        let keys = Keys::from_secret_data("flux-system/sops-keys", &secret)
+            .unwrap_or_else(|e| panic!("{e}"));
+        let mut decryptor = Decryptor::new(&keys, SourceIndex::new(&dir, &[]));
+        for name in ["algorithms_pgp.yaml", "inside_secret.yaml"] {
+            let object =
+                stores::load_document(&read(name), Format::Yaml).unwrap_or_else(|e| panic!("{e}"));
+            let plain = decryptor
+                .decrypt_object(object)
+                .unwrap_or_else(|e| panic!("{name}: {e}"));
+            let value = match plain["data"]["key"].as_str() {
+                Some(data) => {
+                    String::from_utf8(STANDARD.decode(data).unwrap_or_default()).unwrap_or_default()
+                }
+                None => plain["stringData"]["key"]
+                    .as_str()
+                    .unwrap_or_default()
+                    .to_string(),
+            };
+            assert_eq!(value, "value", "{name}");
+        }
+    }
+}
+
+#[cfg(test)]
+mod pgp_tests {
+    use super::*;
+    use serde_json::json;
+    use test_encryptor::Sealer;
+
+    #[test]
+    fn a_document_sealed_to_a_pgp_key_opens_with_the_asc_entry_of_the_secret() {
+        let (armored, key) = test_encryptor::pgp_key();
+        let mut sealer = Sealer::new("unused");
+        sealer.pgp = Some(key);
+        let sealed = sealer.seal(&json!({
+            "apiVersion": "v1", "kind": "Secret", "metadata": {"name": "s"},
+            "stringData": {"token": "pgp-sealed"},
+        }));
+        let data =
+            std::collections::BTreeMap::from([("key.asc".to_string(), armored.into_bytes())]);
+        let keys = Keys::from_secret_data("ns/keys", &data).unwrap_or_else(|e| panic!("{e}"));
+        let empty = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+        let mut decryptor = Decryptor::new(&keys, SourceIndex::new(empty.path(), &[]));
+        let plain = decryptor
+            .decrypt_object(sealed.clone())
+            .unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(plain["stringData"]["token"], "pgp-sealed");
+
+        let (other, _) = test_encryptor::pgp_key();
+        let data =
+            std::collections::BTreeMap::from([("other.asc".to_string(), other.into_bytes())]);
+        let keys = Keys::from_secret_data("ns/keys", &data).unwrap_or_else(|e| panic!("{e}"));
+        let mut decryptor = Decryptor::new(&keys, SourceIndex::new(empty.path(), &[]));
+        let message = decryptor
+            .decrypt_object(sealed)
+            .err()
+            .map(|e| e.to_string());
+        assert!(
+            message
+                .as_deref()
+                .is_some_and(|m| m.contains("none of the 1 PGP keys decrypts for fingerprints")),
+            "{message:?}"
+        );
+        let bad =
+            std::collections::BTreeMap::from([("bad.asc".to_string(), b"not a key".to_vec())]);
+        let error = Keys::from_secret_data("ns/keys", &bad)
+            .err()
+            .map(|e| e.to_string());
+        assert!(
+            error.as_deref().is_some_and(|m| m.starts_with(
+                "failed to import 'bad.asc' data from sops decryption Secret 'ns/keys'"
+            )),
+            "{error:?}"
+        );
     }
 }

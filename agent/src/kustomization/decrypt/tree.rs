@@ -23,15 +23,29 @@ pub struct AgeStanza {
     pub enc: String,
 }
 
+/// One PGP key and the data key encrypted to it (an armored OpenPGP message).
+#[derive(Debug, Clone)]
+pub struct PgpStanza {
+    pub fingerprint: String,
+    pub enc: String,
+}
+
+/// Master keys that each hold the whole data key (or, with several groups, a share).
+#[derive(Debug, Clone, Default)]
+pub struct KeyGroup {
+    pub age: Vec<AgeStanza>,
+    pub pgp: Vec<PgpStanza>,
+}
+
 /// The `sops` block of a document, as far as decryption needs it.
 #[derive(Debug, Clone)]
 pub struct Metadata {
     pub last_modified: String,
     pub mac: String,
     pub mac_only_encrypted: bool,
-    /// Age stanzas of each key group (the top-level lists form the only group).
-    pub age_groups: Vec<Vec<AgeStanza>>,
-    /// Master key kinds present that we cannot use (pgp, kms, ...), for the error message.
+    /// The key groups (the top-level lists form the only group).
+    pub key_groups: Vec<KeyGroup>,
+    /// Master key kinds present that we cannot use (kms, hc_vault, ...), for the error message.
     pub other_keys: Vec<&'static str>,
     rules: Rules,
 }
@@ -47,8 +61,7 @@ struct Rules {
     by_comments: bool,
 }
 
-const OTHER_KEY_KINDS: [(&str, &str); 6] = [
-    ("pgp", "pgp"),
+const OTHER_KEY_KINDS: [(&str, &str); 5] = [
     ("kms", "kms"),
     ("gcp_kms", "gcp_kms"),
     ("azure_kv", "azure_kv"),
@@ -83,16 +96,16 @@ impl Metadata {
             _ => false,
         };
         let mut other_keys = Vec::new();
-        let mut age_groups = Vec::new();
+        let mut key_groups = Vec::new();
         match map.get("key_groups").and_then(Value::as_array) {
             Some(groups) if !groups.is_empty() => {
                 for group in groups {
-                    age_groups.push(age_stanzas(group.get("age")));
+                    key_groups.push(key_group(group));
                     note_other_keys(group, &mut other_keys);
                 }
             }
             _ => {
-                age_groups.push(age_stanzas(map.get("age")));
+                key_groups.push(key_group(block));
                 note_other_keys(block, &mut other_keys);
             }
         }
@@ -100,7 +113,7 @@ impl Metadata {
             last_modified,
             mac,
             mac_only_encrypted,
-            age_groups,
+            key_groups,
             other_keys,
             rules: Rules {
                 unencrypted_suffix: text("unencrypted_suffix"),
@@ -144,20 +157,35 @@ impl Metadata {
     }
 }
 
-fn age_stanzas(list: Option<&Value>) -> Vec<AgeStanza> {
-    list.and_then(Value::as_array)
-        .map(|entries| {
-            entries
-                .iter()
-                .filter_map(|e| {
-                    Some(AgeStanza {
-                        recipient: e.get("recipient")?.as_str()?.to_string(),
-                        enc: e.get("enc")?.as_str()?.to_string(),
+fn key_group(group: &Value) -> KeyGroup {
+    let entries = |field: &str| -> Vec<(String, String)> {
+        let name = if field == "age" { "recipient" } else { "fp" };
+        group
+            .get(field)
+            .and_then(Value::as_array)
+            .map(|entries| {
+                entries
+                    .iter()
+                    .filter_map(|e| {
+                        Some((
+                            e.get(name)?.as_str()?.to_string(),
+                            e.get("enc")?.as_str()?.to_string(),
+                        ))
                     })
-                })
-                .collect()
-        })
-        .unwrap_or_default()
+                    .collect()
+            })
+            .unwrap_or_default()
+    };
+    KeyGroup {
+        age: entries("age")
+            .into_iter()
+            .map(|(recipient, enc)| AgeStanza { recipient, enc })
+            .collect(),
+        pgp: entries("pgp")
+            .into_iter()
+            .map(|(fingerprint, enc)| PgpStanza { fingerprint, enc })
+            .collect(),
+    }
 }
 
 fn note_other_keys(group: &Value, found: &mut Vec<&'static str>) {
