@@ -65,6 +65,12 @@ pub enum BuildError {
     /// An encrypted file a generator or patch reads did not decrypt.
     #[error("error decrypting sources: {0}")]
     DecryptSources(#[source] decrypt::Error),
+    /// A SOPS-encrypted Secret would be applied as is (no decryption configured, or an
+    /// encrypted Secret without a MAC); Flux refuses it before applying anything.
+    #[error(
+        "{0} is SOPS encrypted, configuring decryption is required for this secret to be reconciled"
+    )]
+    EncryptedSecret(String),
     /// An encrypted object of the build output did not decrypt; `object` is kustomize's
     /// `group_version_kind/name`, as Flux shows it.
     #[error("decryption failed for '{object}': {source}")]
@@ -82,6 +88,8 @@ impl BuildError {
             BuildError::Artifact { .. } | BuildError::ArtifactOpen { .. } => {
                 api::conditions::reasons::ARTIFACT_FAILED
             }
+            // Flux finds these in its apply step.
+            BuildError::EncryptedSecret(_) => api::conditions::reasons::RECONCILIATION_FAILED,
             _ => api::conditions::reasons::BUILD_FAILED,
         }
     }
@@ -93,6 +101,8 @@ impl BuildError {
             BuildError::DecryptSources(e) | BuildError::Decrypt { source: e, .. } => {
                 !e.is_key_problem()
             }
+            // Configuring decryption changes the spec; Flux retries until then.
+            BuildError::EncryptedSecret(_) => false,
             other => other.reason() == reasons::BUILD_FAILED,
         }
     }
@@ -158,9 +168,30 @@ pub fn build(
             (None, Some(variables)) => substituted(object, variables)?,
             (None, None) => to_json(&object.node)?,
         };
+        if decrypt::is_encrypted_secret(&value) && !decrypt::is_disabled(&value) {
+            return Err(BuildError::EncryptedSecret(format!(
+                "Secret/{}",
+                object_path(&value)
+            )));
+        }
         out.push(with_common_metadata(value, spec));
     }
     Ok(out)
+}
+
+/// `namespace/name`, or `name` for an object without a namespace.
+fn object_path(object: &Value) -> String {
+    let name = object
+        .pointer("/metadata/name")
+        .and_then(Value::as_str)
+        .unwrap_or_default();
+    match object
+        .pointer("/metadata/namespace")
+        .and_then(Value::as_str)
+    {
+        Some(namespace) if !namespace.is_empty() => format!("{namespace}/{name}"),
+        _ => name.to_string(),
+    }
 }
 
 /// The object decrypted, or `None` when it held nothing encrypted.
@@ -624,5 +655,33 @@ mod decryption_tests {
         let message = error.as_ref().map(ToString::to_string).unwrap_or_default();
         assert!(message.starts_with("decryption failed for '~G_v1_Secret/p-db': failed to decrypt and format 'prod/p-db' Secret data: cannot get sops data key"), "{message}");
         assert!(error.is_some_and(|e| !e.is_terminal()));
+    }
+
+    #[test]
+    fn an_encrypted_secret_without_decryption_is_refused_unless_opted_out() {
+        let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+        let (_, recipient) = age_key();
+        let mut secret = Sealer::new(&recipient).seal(&json!({
+            "apiVersion": "v1", "kind": "Secret", "metadata": {"name": "db", "namespace": "apps"},
+            "stringData": {"password": "hunter2"},
+        }));
+        let file = dir.path().join("secret.yaml");
+        let write = |secret: &Value| {
+            std::fs::write(&file, serde_saphyr::to_string(secret).unwrap_or_default())
+                .unwrap_or_else(|e| panic!("{e}"))
+        };
+        write(&secret);
+        let error = build(dir.path(), &spec(json!({})), None, None).err();
+        assert_eq!(
+            error.as_ref().map(ToString::to_string).as_deref(),
+            Some(
+                "Secret/apps/db is SOPS encrypted, configuring decryption is required for this secret to be reconciled"
+            )
+        );
+        assert_eq!(error.map(|e| e.reason()), Some("ReconciliationFailed"));
+        secret["metadata"]["annotations"] =
+            json!({"kustomize.toolkit.fluxcd.io/decrypt": "disabled"});
+        write(&secret);
+        assert!(build(dir.path(), &spec(json!({})), None, None).is_ok());
     }
 }
