@@ -188,3 +188,31 @@ async fn an_invalid_expression_stops_the_reconcile_before_anything_is_applied() 
         None
     );
 }
+
+#[actix::test]
+async fn an_expression_that_cannot_be_evaluated_waits_until_the_timeout() {
+    let bed = bed_with_widgets().await;
+    let repo = Repo::new("app");
+    repo.write("widget.yaml", &widget("silent"));
+    let first = repo.commit("first");
+    bed.publish(first.clone()).await;
+    // The Widget never gets a status, so `status.phase` never evaluates.
+    bed.apply(&kustomization(
+        "widgets",
+        "app",
+        "./",
+        json!({"wait": true, "timeout": "2s", "healthCheckExprs": widget_rules("status.phase == 'Ready'")}),
+    ))
+    .await;
+
+    let k = bed
+        .until("widgets", "HealthCheckFailed", |k| {
+            ready_reason(k).as_deref() == Some("HealthCheckFailed")
+        })
+        .await;
+    let (_, _, message) = ready(&k).unwrap_or_default();
+    assert!(
+        message.contains("timeout waiting for: [Widget/default/silent status: 'Unknown'"),
+        "{message}"
+    );
+}
