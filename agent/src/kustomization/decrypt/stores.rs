@@ -264,6 +264,27 @@ fn value_text(value: Value) -> String {
     }
 }
 
+/// JSON as SOPS prints a plain document for Flux: Go's `json.Indent` with tabs, Go's
+/// escaping of `<`, `>`, `&`, U+2028 and U+2029, and a final newline. Generated Secrets
+/// hash their content into their name, so the bytes matter.
+fn go_json_indented(value: &Value) -> Result<Vec<u8>, serde_json::Error> {
+    use serde::Serialize as _;
+    let mut out = Vec::new();
+    let formatter = serde_json::ser::PrettyFormatter::with_indent(b"\t");
+    let mut serializer = serde_json::Serializer::with_formatter(&mut out, formatter);
+    value.serialize(&mut serializer)?;
+    // These characters only occur inside strings in serialized JSON.
+    let text = String::from_utf8_lossy(&out)
+        .replace('<', "\\u003c")
+        .replace('>', "\\u003e")
+        .replace('&', "\\u0026")
+        .replace('\u{2028}', "\\u2028")
+        .replace('\u{2029}', "\\u2029");
+    let mut bytes = text.into_bytes();
+    bytes.push(b'\n');
+    Ok(bytes)
+}
+
 fn emit(plain: Plain, output: Format) -> Result<Vec<u8>, Error> {
     let emit_error = |reason: String| Error::Emit {
         format: output.name(),
@@ -285,9 +306,7 @@ fn emit(plain: Plain, output: Format) -> Result<Vec<u8>, Error> {
         Format::Yaml => serde_saphyr::to_string(&tree(plain))
             .map(String::into_bytes)
             .map_err(|e| emit_error(e.to_string())),
-        Format::Json => {
-            serde_json::to_vec_pretty(&tree(plain)).map_err(|e| emit_error(e.to_string()))
-        }
+        Format::Json => go_json_indented(&tree(plain)).map_err(|e| emit_error(e.to_string())),
         Format::Binary => match tree(plain).get("data") {
             Some(Value::String(data)) => Ok(data.clone().into_bytes()),
             _ => Err(emit_error("no string 'data' key".into())),
@@ -329,6 +348,17 @@ mod tests {
         assert_eq!(
             unflatten(flat),
             json!({"age": [{"enc": "E", "recipient": "R"}], "mac": "M"})
+        );
+    }
+
+    #[test]
+    fn json_is_printed_as_go_indents_and_escapes_it() {
+        let printed = go_json_indented(&json!({"a": "<b&c>", "n": [1, {}]}))
+            .ok()
+            .and_then(|bytes| String::from_utf8(bytes).ok());
+        assert_eq!(
+            printed.as_deref(),
+            Some("{\n\t\"a\": \"\\u003cb\\u0026c\\u003e\",\n\t\"n\": [\n\t\t1,\n\t\t{}\n\t]\n}\n")
         );
     }
 
