@@ -75,11 +75,12 @@ pub enum RulesError {
     Duplicate { index: usize, group_kind: String },
     /// An expression of an entry is missing or does not compile.
     #[error(
-        "failed to create custom status evaluator for healthchecks[{index}] (apiVersion {api_version}, kind {kind}): {problem}"
+        "failed to create custom status evaluator for healthchecks[{index}] (apiVersion {api_version}, {kind}): {problem}"
     )]
     Invalid {
         index: usize,
         api_version: String,
+        /// `kind X`, or `every kind` for an entry without one.
         kind: String,
         #[source]
         problem: custom::ExpressionProblem,

@@ -64,7 +64,9 @@ impl CustomRules {
             let evaluator = Evaluator::new(check).map_err(|problem| RulesError::Invalid {
                 index,
                 api_version: check.api_version.clone(),
-                kind: kind.clone().unwrap_or_else(|| "(any)".to_string()),
+                kind: kind
+                    .as_ref()
+                    .map_or_else(|| "every kind".to_string(), |kind| format!("kind {kind}")),
                 problem,
             })?;
             match kind {
@@ -353,6 +355,19 @@ mod tests {
                  ERROR: <input>:1:5: Syntax error: no viable alternative at input '.'"
             ),
             "{message}"
+        );
+    }
+
+    #[test]
+    fn an_invalid_expression_of_a_group_wide_entry_says_so() {
+        let error = Rules::new(&[check("bitnami.com/v1alpha1", None, "status.")])
+            .expect_err("status. is not CEL");
+        assert!(
+            error.to_string().starts_with(
+                "failed to create custom status evaluator for healthchecks[0] (apiVersion bitnami.com/v1alpha1, every kind): \
+                 failed to parse the expression Current: failed to parse the CEL expression 'status.'"
+            ),
+            "{error}"
         );
     }
 
