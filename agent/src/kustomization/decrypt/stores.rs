@@ -285,6 +285,17 @@ fn go_json_indented(value: &Value) -> Result<Vec<u8>, serde_json::Error> {
     Ok(bytes)
 }
 
+/// YAML close to what SOPS prints with go-yaml v3 for Flux: four-space indentation,
+/// sequences indented under their key, long lines left unfolded, multi-line strings as
+/// literal blocks.
+fn go_yaml(value: &Value) -> Result<Vec<u8>, serde_saphyr::SerializeError> {
+    let mut options = serde_saphyr::SerializerOptions::default();
+    options.indent_step = 4;
+    options.compact_list_indent = false;
+    options.folded_wrap_chars = usize::MAX;
+    serde_saphyr::to_string_with_options(value, options).map(String::into_bytes)
+}
+
 fn emit(plain: Plain, output: Format) -> Result<Vec<u8>, Error> {
     let emit_error = |reason: String| Error::Emit {
         format: output.name(),
@@ -303,9 +314,7 @@ fn emit(plain: Plain, output: Format) -> Result<Vec<u8>, Error> {
         ),
     };
     match output {
-        Format::Yaml => serde_saphyr::to_string(&tree(plain))
-            .map(String::into_bytes)
-            .map_err(|e| emit_error(e.to_string())),
+        Format::Yaml => go_yaml(&tree(plain)).map_err(|e| emit_error(e.to_string())),
         Format::Json => go_json_indented(&tree(plain)).map_err(|e| emit_error(e.to_string())),
         Format::Binary => match tree(plain).get("data") {
             Some(Value::String(data)) => Ok(data.clone().into_bytes()),
@@ -359,6 +368,23 @@ mod tests {
         assert_eq!(
             printed.as_deref(),
             Some("{\n\t\"a\": \"\\u003cb\\u0026c\\u003e\",\n\t\"n\": [\n\t\t1,\n\t\t{}\n\t]\n}\n")
+        );
+    }
+
+    #[test]
+    fn yaml_is_printed_with_go_yaml_layout() {
+        let long = "x ".repeat(60);
+        let printed =
+            go_yaml(&json!({"db": {"hosts": ["a", "b"], "cert": "l1\nl2\n", "long": long.trim()}}))
+                .ok()
+                .and_then(|bytes| String::from_utf8(bytes).ok())
+                .unwrap_or_default();
+        assert_eq!(
+            printed,
+            format!(
+                "db:\n    hosts:\n        - a\n        - b\n    cert: |\n        l1\n        l2\n    long: {}\n",
+                long.trim()
+            )
         );
     }
 
