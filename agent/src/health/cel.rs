@@ -642,6 +642,65 @@ mod tests {
         }
     }
 
+    /// The outcome of `source` for `object` without metering: `Some(result)` or `None` for
+    /// an error.
+    fn unmetered(source: &str, object: &Json) -> Option<Value> {
+        let parsed = ENV.parser().parse(source).expect(source);
+        with_room(|| {
+            let mut context = Context::with_env(Arc::clone(&ENV));
+            if let Json::Object(fields) = object {
+                for (name, value) in fields {
+                    context.add_variable_from_value(name.as_str(), to_cel(value));
+                }
+            }
+            Value::resolve(&parsed, &context).ok()
+        })
+        .expect("a thread")
+    }
+
+    #[test]
+    fn metering_changes_no_outcome() {
+        let object = widget();
+        for source in [
+            "status.conditions.exists(c, c.type == 'Ready' || c.reason == 'x')",
+            "status.conditions.exists(c, c.reason == 'x')",
+            "status.conditions.all(c, c.reason == 'Waiting')",
+            "status.conditions.all(c, c.type == 'Synced' && c.reason == 'x')",
+            "status.conditions.exists_one(c, c.reason == 'Waiting')",
+            "status.conditions.map(c, c.reason).size() == 2",
+            "status.conditions.filter(c, c.reason == 'Waiting').size() == 1",
+            "status.conditions.filter(c, has(c.reason)).map(c, c.reason) == ['Waiting']",
+            "[1, 2, 3].map(x, x * 2).filter(x, x > 2) == [4, 6]",
+            "{'a': [1, 2]}.a.all(x, [x].exists(y, y == x))",
+            "status.phase.startsWith('Run') ? status.replicas > 1 : false",
+            "status.?missing.hasValue() || status.?phase.orValue('') == 'Running'",
+            "size(status.conditions) == 2 && size(status.phase) == 7",
+            "int(status.replicas) + 1 == 3 && double(status.replicas) == 2.0",
+            "status.phase.split('n').join('-') == 'Ru--i-g'",
+            "status.phase.replace('n', '') == 'Ruig'",
+            "status.phase.matches('^R.*g$')",
+            "'%s/%d'.format([status.phase, status.replicas]) == 'Running/2'",
+            "metadata.generation / 0 == 1",
+            "status.nothing == 1 || true",
+            "status.nothing == 1 && false",
+            "status.nothing == 1",
+            "status.phase",
+        ] {
+            let metered = Expression::compile(source)
+                .expect(source)
+                .holds_for(&object);
+            let plain = unmetered(source, &object);
+            match (metered, plain) {
+                (Ok(holds), Some(Value::Bool(plain))) => assert_eq!(holds, plain, "{source}"),
+                (Err(EvalError::NotBoolean { .. }), Some(plain)) => {
+                    assert!(!matches!(plain, Value::Bool(_)), "{source}")
+                }
+                (Err(EvalError::Execution { .. }), None) => {}
+                (metered, plain) => panic!("{source}: metered {metered:?}, plain {plain:?}"),
+            }
+        }
+    }
+
     #[test]
     fn a_missing_field_is_an_evaluation_error_unless_guarded() {
         let object = json!({"apiVersion": "v1", "kind": "ConfigMap", "data": {}});
