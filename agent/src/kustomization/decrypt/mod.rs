@@ -64,9 +64,12 @@ pub enum Error {
     /// A value did not decrypt.
     #[error("error decrypting sops tree: {0}")]
     Tree(String),
-    /// The MAC did not decrypt or does not match the document.
+    /// The MAC itself did not decrypt (tampered, or `lastmodified` changed).
     #[error("failed to verify sops data integrity: {0}")]
     Integrity(String),
+    /// The document's values are not those the MAC was computed over.
+    #[error("failed to verify sops data integrity: MAC mismatch")]
+    MacMismatch,
     /// The decrypted document could not be printed.
     #[error("failed to emit decrypted {format} data: {reason}")]
     Emit {
@@ -179,10 +182,10 @@ impl<'a> Decryptor<'a> {
         let sources = self.sources.documents(&metadata.mac);
         if sources.is_empty() {
             // Not the document SOPS wrote: only authenticate the MAC itself.
-            tree::verify_mac(&metadata, &key, &mac).or_else(|error| match error {
-                Error::Integrity(reason) if reason == "MAC mismatch" => Ok(()),
-                other => Err(other),
-            })?;
+            match tree::verify_mac(&metadata, &key, &mac) {
+                Ok(()) | Err(Error::MacMismatch) => {}
+                Err(other) => return Err(other),
+            }
         }
         for (path, document) in sources {
             let source_error = |source: Error| Error::Source {

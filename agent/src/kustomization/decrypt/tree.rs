@@ -235,7 +235,7 @@ pub fn verify_mac(metadata: &Metadata, key: &[u8], computed: &str) -> Result<(),
         .map_err(|e| Error::Integrity(e.to_string()))?;
     match stored {
         Plain::Str(stored) if stored.eq_ignore_ascii_case(computed) => Ok(()),
-        Plain::Str(_) => Err(Error::Integrity("MAC mismatch".into())),
+        Plain::Str(_) => Err(Error::MacMismatch),
         _ => Err(Error::Integrity("MAC has an unexpected type".into())),
     }
 }
