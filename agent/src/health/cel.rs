@@ -4,8 +4,8 @@
 //! The expression sees the object's top-level fields as variables (`apiVersion`, `metadata`,
 //! `spec`, `status`, `data`, ...), as Flux's does: there is no `self`, and naming a field the
 //! object lacks is an evaluation error (`has(status.x)` needs `status`). The language is CEL's
-//! standard library with optional values (`status.?phase.orValue('')`), the strings extension
-//! and `base64`, as in Flux's environment; Flux's `sets` extension is not available.
+//! standard library with optional values (`status.?phase.orValue('')`), the strings extension,
+//! `base64` and the `sets` functions, as in Flux's environment.
 //!
 //! # Guarantees
 //! - Compiling and evaluating never overflow the stack: the source is at most
@@ -16,6 +16,8 @@
 //!   its result's size (characters, elements or entries) plus one against [`COST_LIMIT`], and
 //!   `replace`, the one function whose result can grow quadratically, is charged before it
 //!   runs. Past the limit the evaluation stops with [`EvalError::CostLimit`].
+
+mod sets;
 
 use std::cell::Cell;
 use std::collections::HashMap;
@@ -47,7 +49,7 @@ const CHARGE: &str = "@charge";
 /// `string.replace`, charged before it builds its result.
 const REPLACE: &str = "@replace";
 /// Names that stand for a function namespace, not a variable, as the target of a call.
-const NAMESPACES: [&str; 3] = ["base64", "optional", "strings"];
+const NAMESPACES: [&str; 4] = ["base64", "optional", "sets", "strings"];
 
 static ENV: LazyLock<Arc<Env>> = LazyLock::new(|| Arc::new(environment()));
 
@@ -58,6 +60,7 @@ fn environment() -> Env {
         .expect("the strings extension registers");
     env.add_extension(extensions::encoders)
         .expect("the encoders extension registers");
+    sets::register(&mut env).expect("the sets functions register");
     env.add_overload(CHARGE, "charge_dyn", vec![DYN_TYPE], charge)
         .expect("@charge registers");
     env.add_overload(
@@ -618,6 +621,17 @@ mod tests {
         assert!(holds("status.phase.lowerAscii() == 'running'", &object).expect("evaluates"));
         assert!(holds("base64.encode(b'a') == 'YQ=='", &object).expect("evaluates"));
         assert!(holds("!optional.none().hasValue()", &object).expect("evaluates"));
+        assert!(holds("sets.contains(['a', 'b', 1], [1, 'a'])", &object).expect("evaluates"));
+        assert!(!holds("sets.contains([1], [1, 2])", &object).expect("evaluates"));
+        assert!(holds("sets.equivalent([1, 1, 2], [2, 1])", &object).expect("evaluates"));
+        assert!(
+            holds(
+                "sets.intersects(status.conditions.map(c, c.type), ['Ready'])",
+                &object
+            )
+            .expect("evaluates")
+        );
+        assert!(!holds("sets.intersects([1], [])", &object).expect("evaluates"));
         assert!(holds("type(status.phase) == string", &object).expect("evaluates"));
         assert!(holds("status.phase.replace('n', 'N') == 'RuNNiNg'", &object).expect("evaluates"));
         assert!(
@@ -653,6 +667,8 @@ mod tests {
                     context.add_variable_from_value(name.as_str(), to_cel(value));
                 }
             }
+            // Functions that pay before they work (`replace`, `sets`) still need a budget.
+            BUDGET.with(|budget| budget.set(COST_LIMIT));
             Value::resolve(&parsed, &context).ok()
         })
         .expect("a thread")
@@ -680,6 +696,7 @@ mod tests {
             "status.phase.replace('n', '') == 'Ruig'",
             "status.phase.matches('^R.*g$')",
             "'%s/%d'.format([status.phase, status.replicas]) == 'Running/2'",
+            "sets.contains(status.conditions.map(c, c.type), ['Ready'])",
             "metadata.generation / 0 == 1",
             "status.nothing == 1 || true",
             "status.nothing == 1 && false",
@@ -804,6 +821,15 @@ mod tests {
         let object = json!({"s": "x".repeat(100_000)});
         assert!(matches!(
             holds("s.replace('', s) == ''", &object),
+            Err(EvalError::CostLimit { .. })
+        ));
+    }
+
+    #[test]
+    fn set_comparisons_are_paid_for_before_they_are_made() {
+        let object = json!({"items": (0..1000).collect::<Vec<_>>()});
+        assert!(matches!(
+            holds("sets.equivalent(items, items)", &object),
             Err(EvalError::CostLimit { .. })
         ));
     }
