@@ -14,9 +14,12 @@
 //!   interpreter takes tens of KiB of stack per level in a debug build).
 //! - Evaluating never runs away: every call, field read, variable read and loop is charged
 //!   its result's size (characters, elements or entries) plus one against [`COST_LIMIT`], and
-//!   `replace`, the one function whose result can grow quadratically, is charged before it
-//!   runs. Past the limit the evaluation stops with [`EvalError::CostLimit`].
+//!   `replace` and the `sets` functions, whose work can grow quadratically, are charged
+//!   before they run; `matches` compiles a pattern once per judgement, at a fixed charge and
+//!   with a bounded compiled size. Past the limit the evaluation stops with
+//!   [`EvalError::CostLimit`].
 
+mod patterns;
 mod sets;
 
 use std::cell::Cell;
@@ -61,6 +64,7 @@ fn environment() -> Env {
     env.add_extension(extensions::encoders)
         .expect("the encoders extension registers");
     sets::register(&mut env).expect("the sets functions register");
+    patterns::register(&mut env).expect("@matches registers");
     env.add_overload(CHARGE, "charge_dyn", vec![DYN_TYPE], charge)
         .expect("@charge registers");
     env.add_overload(
@@ -417,6 +421,16 @@ impl Metering {
                 func_name: REPLACE.to_string(),
                 target: None,
                 args: std::iter::once(*receiver).chain(args).collect(),
+            },
+            Some(receiver) if func_name == "matches" && args.len() == 1 => CallExpr {
+                func_name: patterns::MATCHES.to_string(),
+                target: None,
+                args: std::iter::once(*receiver).chain(args).collect(),
+            },
+            None if func_name == "matches" && args.len() == 2 => CallExpr {
+                func_name: patterns::MATCHES.to_string(),
+                target: None,
+                args,
             },
             target => CallExpr {
                 func_name,
@@ -830,6 +844,30 @@ mod tests {
         let object = json!({"items": (0..1000).collect::<Vec<_>>()});
         assert!(matches!(
             holds("sets.equivalent(items, items)", &object),
+            Err(EvalError::CostLimit { .. })
+        ));
+    }
+
+    #[test]
+    fn patterns_match_compile_once_and_are_bounded() {
+        let object = widget();
+        assert!(holds("status.phase.matches('^R[a-z]+g$')", &object).expect("evaluates"));
+        assert!(holds("matches(status.phase, 'unn')", &object).expect("evaluates"));
+        assert!(matches!(
+            holds("status.phase.matches('(')", &object),
+            Err(EvalError::Execution { .. })
+        ));
+        // One pattern in a loop is compiled, and paid for, once.
+        let items = json!({"items": (0..1000).map(|i| format!("item-{i}")).collect::<Vec<_>>()});
+        assert!(holds("items.all(i, i.matches('^item-[0-9]+$'))", &items).expect("evaluates"));
+        // A pattern too large once compiled is refused.
+        assert!(matches!(
+            holds("'a'.matches('(((a{100}){100}){100})')", &object),
+            Err(EvalError::Execution { .. })
+        ));
+        // Distinct patterns in a loop run out of budget.
+        assert!(matches!(
+            holds("items.exists(i, 'x'.matches(i))", &items),
             Err(EvalError::CostLimit { .. })
         ));
     }
