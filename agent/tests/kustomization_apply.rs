@@ -320,6 +320,49 @@ async fn post_build_substitution_reads_inline_values_and_config_maps() {
     );
 }
 
+/// Flux's `substituteStrategy`: without any variable, `WithVariables` (the default) leaves
+/// the manifests as written; `Always` substitutes the defaults anyway.
+#[actix::test]
+async fn without_variables_only_the_always_strategy_substitutes() {
+    let bed = Bed::start().await;
+    let repo = Repo::new("app");
+    for name in ["kept", "defaulted"] {
+        repo.write(
+            &format!("{name}/config.yaml"),
+            &format!("apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: {name}\n  namespace: default\ndata:\n  region: ${{region:=eu-west-1}}\n"),
+        );
+    }
+    let first = repo.commit("first");
+    bed.publish(first.clone()).await;
+    let optional_only = json!([{"kind": "ConfigMap", "name": "absent", "optional": true}]);
+    bed.apply(&kustomization(
+        "kept",
+        "app",
+        "./kept",
+        json!({"postBuild": {"substituteFrom": optional_only}}),
+    ))
+    .await;
+    bed.apply(&kustomization(
+        "defaulted",
+        "app",
+        "./defaulted",
+        json!({"postBuild": {"substituteStrategy": "Always", "substituteFrom": optional_only}}),
+    ))
+    .await;
+    bed.until_ready_at("kept", &first.artifact.revision).await;
+    bed.until_ready_at("defaulted", &first.artifact.revision)
+        .await;
+    let region = |object: Option<serde_json::Value>| object.map(|o| o["data"]["region"].clone());
+    assert_eq!(
+        region(bed.get("v1", "ConfigMap", "default", "kept").await),
+        Some(json!("${region:=eu-west-1}"))
+    );
+    assert_eq!(
+        region(bed.get("v1", "ConfigMap", "default", "defaulted").await),
+        Some(json!("eu-west-1"))
+    );
+}
+
 #[actix::test]
 async fn deleting_a_kustomization_with_prune_removes_its_objects() {
     let bed = Bed::start().await;

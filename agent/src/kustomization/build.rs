@@ -145,7 +145,7 @@ pub fn build(
         decrypt::sources::decrypt_sources(root, &path, keys).map_err(BuildError::DecryptSources)?;
     }
     let mut objects = kustomize::build(&fs, &path, &options).map_err(BuildError::Kustomize)?;
-    if let Some(overlay) = overlay(spec, &path) {
+    if let Some(overlay) = overlay(spec, &path, root) {
         let dir = root.join(OVERLAY_DIR);
         std::fs::create_dir_all(&dir).map_err(BuildError::Io)?;
         let printed = kustomize::print(&objects).map_err(BuildError::Kustomize)?;
@@ -256,6 +256,15 @@ fn substituted_value(value: Value, variables: &Variables) -> Result<Value, Build
     substituted_node(&node, name, variables)
 }
 
+/// Whether the component `relative` to `path` is in the artifact (one that would leave it
+/// counts as present, so that the build reports it).
+fn component_exists(root: &Path, path: &str, relative: &str) -> bool {
+    match normalize_path(&format!("{path}/{relative}")) {
+        Ok(inside) => root.join(inside).exists(),
+        Err(_) => true,
+    }
+}
+
 fn normalize_path(path: &str) -> Result<String, BuildError> {
     let mut parts: Vec<&str> = Vec::new();
     for part in path.split('/') {
@@ -277,7 +286,7 @@ fn normalize_path(path: &str) -> Result<String, BuildError> {
 }
 
 /// The generated overlay for the spec's transformations, if it asks for any.
-fn overlay(spec: &KustomizationSpec, path: &str) -> Option<Value> {
+fn overlay(spec: &KustomizationSpec, path: &str, root: &Path) -> Option<Value> {
     let mut patches: Vec<Value> = spec
         .patches
         .iter()
@@ -308,6 +317,7 @@ fn overlay(spec: &KustomizationSpec, path: &str) -> Option<Value> {
     let components: Vec<String> = spec
         .components
         .iter()
+        .filter(|c| !spec.ignore_missing_components || component_exists(root, path, c))
         .map(|c| format!("{up}/{}", c.trim_start_matches("./")))
         .collect();
     let mut k = json!({
@@ -483,7 +493,7 @@ async fn decryption_keys(
         .map_err(|e| e.to_string())
 }
 
-/// `postBuild.substitute` and `substituteFrom`; `None` when there is no postBuild.
+/// `postBuild.substitute` and `substituteFrom`; `None` when nothing is to be substituted.
 async fn variables(
     client: &kube::Client,
     namespace: &str,
@@ -522,6 +532,12 @@ async fn variables(
     }
     if let Some(inline) = &post_build.substitute {
         variables.extend(inline.clone());
+    }
+    // Flux's `WithVariables` (the default) substitutes only when some variable is defined,
+    // so that `${x:=default}` stays as written otherwise; `Always` substitutes regardless.
+    let always = post_build.substitute_strategy.as_deref() == Some("Always");
+    if variables.is_empty() && !always {
+        return Ok(None);
     }
     super::substitute::normalize(variables)
         .map(Some)
@@ -593,6 +609,27 @@ mod tests {
             build(dir.path(), &spec(json!({"path": "missing"})), None, None),
             Err(BuildError::Path(_))
         ));
+    }
+
+    #[test]
+    fn missing_components_fail_the_build_unless_ignored() {
+        let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+        write(dir.path(), "apps/web/deploy.yaml", DEPLOYMENT);
+        write(
+            dir.path(),
+            "apps/tls/kustomization.yaml",
+            "apiVersion: kustomize.config.k8s.io/v1alpha1\nkind: Component\ncommonLabels:\n  tls: \"on\"\n",
+        );
+        let components = json!({"path": "./apps/web", "components": ["../tls", "../ingress"]});
+        assert!(matches!(
+            build(dir.path(), &spec(components.clone()), None, None),
+            Err(BuildError::Kustomize(_))
+        ));
+        let mut ignoring = components;
+        ignoring["ignoreMissingComponents"] = json!(true);
+        let objects =
+            build(dir.path(), &spec(ignoring), None, None).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(objects[0]["metadata"]["labels"]["tls"], "on");
     }
 
     #[test]
