@@ -110,11 +110,7 @@ async fn broken_yaml_is_a_build_failure_and_leaves_the_cluster_unchanged() {
         settings.map(|c| c["data"]["value"].clone()),
         Some(json!("good"))
     );
-    let events = bed.events("settings").await;
-    assert!(
-        events.iter().any(|(reason, _)| reason == "BuildFailed"),
-        "{events:?}"
-    );
+    bed.until_event("settings", "BuildFailed").await;
 }
 
 #[actix::test]
@@ -228,17 +224,9 @@ async fn a_new_revision_cancels_the_health_wait_for_the_old_one() {
     let second = repo.commit("second");
     bed.publish(second.clone()).await;
     bed.until_ready_at("waits", &second.artifact.revision).await;
-    let canceled = bed
-        .events("waits")
-        .await
-        .into_iter()
-        .find(|(reason, _)| reason == "HealthCheckCanceled")
-        .map(|(_, message)| message);
     assert_eq!(
-        canceled.as_deref(),
-        Some(
-            "Health checks canceled due to new reconciliation triggered by GitRepository/flux-system/app"
-        )
+        bed.until_event("waits", "HealthCheckCanceled").await,
+        "Health checks canceled due to new reconciliation triggered by GitRepository/flux-system/app"
     );
 }
 

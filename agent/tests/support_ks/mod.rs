@@ -352,6 +352,20 @@ impl Bed {
         .await
     }
 
+    /// Waits (bounded: 20 s) for an event with `reason` on the Kustomization (events are
+    /// recorded just after the status that reports the same outcome); returns its message.
+    pub async fn until_event(&self, name: &str, reason: &str) -> String {
+        let mut events = Vec::new();
+        for _ in 0..400 {
+            events = self.events(name).await;
+            if let Some((_, message)) = events.iter().find(|(r, _)| r == reason) {
+                return message.clone();
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        panic!("no {reason} event on {name}: {events:?}");
+    }
+
     /// Events recorded on a Kustomization, oldest first: `(reason, message)`.
     pub async fn events(&self, name: &str) -> Vec<(String, String)> {
         let api: Api<k8s_openapi::api::core::v1::Event> = Api::namespaced(self.client.clone(), NS);
