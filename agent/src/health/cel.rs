@@ -27,8 +27,8 @@ use std::collections::HashMap;
 use std::sync::{Arc, LazyLock};
 
 use cel::common::ast::{CallExpr, ComprehensionExpr, EntryExpr, Expr, IdedExpr, operators};
-use cel::common::types::{CelInt, CelString, DYN_TYPE, INT_TYPE, STRING_TYPE};
-use cel::common::value::CowVal;
+use cel::common::types::{CelBytes, CelInt, CelMap, CelString, DYN_TYPE, INT_TYPE, STRING_TYPE};
+use cel::common::value::{CowVal, Val};
 use cel::objects::{Key, Map};
 use cel::{Context, Env, ExecutionError, Value, extensions};
 use serde_json::Value as Json;
@@ -49,6 +49,9 @@ pub const COST_LIMIT: u64 = 100_000;
 const STACK_BYTES: usize = 16 << 20;
 /// Charges its argument's size and returns it unchanged. `@` keeps it out of users' reach.
 const CHARGE: &str = "@charge";
+/// Charges its argument's whole size, nested values included, and returns it unchanged: for
+/// the operands of `==`, `!=` and `in`, whose work follows the values' depth.
+const CHARGE_DEEP: &str = "@charge_deep";
 /// `string.replace`, charged before it builds its result.
 const REPLACE: &str = "@replace";
 /// Names that stand for a function namespace, not a variable, as the target of a call.
@@ -67,6 +70,8 @@ fn environment() -> Env {
     patterns::register(&mut env).expect("@matches registers");
     env.add_overload(CHARGE, "charge_dyn", vec![DYN_TYPE], charge)
         .expect("@charge registers");
+    env.add_overload(CHARGE_DEEP, "charge_deep_dyn", vec![DYN_TYPE], charge_deep)
+        .expect("@charge_deep registers");
     env.add_overload(
         REPLACE,
         "replace_string_string_string",
@@ -339,6 +344,14 @@ impl Metering {
         }))
     }
 
+    fn charged_deep(&mut self, expr: IdedExpr) -> IdedExpr {
+        self.node(Expr::Call(CallExpr {
+            func_name: CHARGE_DEEP.to_string(),
+            target: None,
+            args: vec![expr],
+        }))
+    }
+
     fn expr(&mut self, expr: IdedExpr) -> IdedExpr {
         let IdedExpr { id, expr } = expr;
         match expr {
@@ -415,7 +428,17 @@ impl Metering {
             Expr::Ident(ref name) if NAMESPACES.contains(&name.as_str()) => target,
             _ => Box::new(self.expr(*target)),
         });
-        let args: Vec<IdedExpr> = args.into_iter().map(|a| self.expr(a)).collect();
+        let deep = matches!(
+            func_name.as_str(),
+            operators::EQUALS | operators::NOT_EQUALS | operators::IN
+        );
+        let args: Vec<IdedExpr> = args
+            .into_iter()
+            .map(|arg| {
+                let arg = self.expr(arg);
+                if deep { self.charged_deep(arg) } else { arg }
+            })
+            .collect();
         match target {
             Some(receiver) if func_name == "replace" && matches!(args.len(), 2 | 3) => CallExpr {
                 func_name: REPLACE.to_string(),
@@ -516,6 +539,41 @@ fn charge<'b, 'v>(mut args: Vec<CowVal<'b, 'v>>) -> Result<CowVal<'b, 'v>, Execu
         .map_or(0, |sizer| u64::try_from(*sizer.size().inner()).unwrap_or(0));
     spend(size.saturating_add(1))?;
     Ok(value)
+}
+
+fn charge_deep<'b, 'v>(mut args: Vec<CowVal<'b, 'v>>) -> Result<CowVal<'b, 'v>, ExecutionError> {
+    let value = args
+        .pop()
+        .ok_or_else(|| ExecutionError::invalid_argument_count(1, 0))?;
+    let left = BUDGET.with(Cell::get);
+    spend(deep_size(value.as_ref(), left.saturating_add(1)))?;
+    Ok(value)
+}
+
+/// The number of values in `value`, nested ones included, plus the length of its strings
+/// and bytes; counting stops past `cap`, so that counting costs no more than it may charge.
+fn deep_size(value: &dyn Val, cap: u64) -> u64 {
+    let mut size = 0u64;
+    let mut pending = vec![value];
+    while let Some(value) = pending.pop() {
+        if size >= cap {
+            break;
+        }
+        size = size.saturating_add(1);
+        if let Some(text) = value.downcast_ref::<CelString>() {
+            size = size.saturating_add(text.inner().len() as u64);
+        } else if let Some(bytes) = value.downcast_ref::<CelBytes>() {
+            size = size.saturating_add(bytes.inner().len() as u64);
+        } else if let Some(map) = value.downcast_ref::<CelMap>() {
+            pending.extend(map.inner().values().map(|v| v.as_ref()));
+        } else if let Some(items) = value.as_iterable() {
+            let mut items = items.iter();
+            while let Some(item) = items.next() {
+                pending.push(item);
+            }
+        }
+    }
+    size
 }
 
 /// `s.replace(from, to)` and `s.replace(from, to, n)` (n < 0: all), as the strings extension
@@ -868,6 +926,23 @@ mod tests {
         // Distinct patterns in a loop run out of budget.
         assert!(matches!(
             holds("items.exists(i, 'x'.matches(i))", &items),
+            Err(EvalError::CostLimit { .. })
+        ));
+    }
+
+    #[test]
+    fn comparing_large_values_is_paid_for_by_their_whole_size() {
+        let big: Vec<Json> = (0..2000)
+            .map(|i| json!({"name": format!("n{i}"), "labels": {"a": "b"}}))
+            .collect();
+        let object = json!({"items": [1, 2, 3], "big": big});
+        assert!(holds("big == big && !(big != big)", &object).expect("one comparison fits"));
+        assert!(holds("{'name': 'n5', 'labels': {'a': 'b'}} in big", &object).expect("fits"));
+        assert!(matches!(
+            holds(
+                "[1, 2, 3, 4, 5, 6, 7, 8, 9, 10].all(i, big == big)",
+                &object
+            ),
             Err(EvalError::CostLimit { .. })
         ));
     }

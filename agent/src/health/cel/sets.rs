@@ -7,7 +7,7 @@ use cel::common::types::{CelBool, LIST_TYPE};
 use cel::common::value::{CowVal, Val};
 use cel::{DeclarationError, Env, ExecutionError};
 
-use super::spend;
+use super::{BUDGET, deep_size, spend};
 
 pub(super) fn register(env: &mut Env) -> Result<(), DeclarationError> {
     env.add_overload(
@@ -32,7 +32,9 @@ pub(super) fn register(env: &mut Env) -> Result<(), DeclarationError> {
 
 type Elements<'a, 'v> = Vec<&'a (dyn Val + 'v)>;
 
-/// The two lists of a call, paid for comparing all their elements pairwise.
+/// The two lists of a call, paid for comparing all their elements pairwise: a comparison
+/// costs at most the size of the smaller element, so all of them cost at most either
+/// list's whole size times the other's length.
 fn lists<'a, 'v>(
     name: &str,
     args: &'a [CowVal<'_, 'v>],
@@ -50,8 +52,17 @@ fn lists<'a, 'v>(
         Ok(elements)
     };
     let (left, right) = (elements(0)?, elements(1)?);
-    let comparisons = u64::try_from(left.len().saturating_mul(right.len())).unwrap_or(u64::MAX);
-    spend(comparisons)?;
+    let cap = BUDGET.with(std::cell::Cell::get).saturating_add(1);
+    let whole = |list: &[&dyn Val]| {
+        list.iter().fold(0u64, |size, item| {
+            size.saturating_add(deep_size(*item, cap))
+        })
+    };
+    let (left_len, right_len) = (left.len() as u64, right.len() as u64);
+    let comparisons = left_len.saturating_mul(right_len);
+    let depth =
+        (whole(&left).saturating_mul(right_len)).min(whole(&right).saturating_mul(left_len));
+    spend(comparisons.saturating_add(depth))?;
     Ok((left, right))
 }
 
