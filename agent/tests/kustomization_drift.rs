@@ -108,3 +108,73 @@ async fn detect_only_mode_reports_the_drifted_fields_and_leaves_the_edit_in_plac
     let conditions = k.status.unwrap_or_default().conditions;
     assert!(!api::conditions::is_true(&conditions, "Drifted"));
 }
+
+/// `spec.ignore`, as Flux's drift ignore rules: an object is created whole; later a change
+/// made in the cluster at an ignored path stays (through a new revision too), while other
+/// drift is still corrected.
+#[actix::test]
+async fn ignored_paths_keep_what_the_cluster_holds() {
+    let bed = Bed::start().await;
+    let repo = Repo::new("app");
+    let settings = |managed: &str| {
+        format!(
+            "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: settings\n  namespace: default\ndata:\n  managed: \"{managed}\"\n  ignored: original\n"
+        )
+    };
+    repo.write("settings.yaml", &settings("v1"));
+    let first = repo.commit("first");
+    bed.publish(first.clone()).await;
+    let spec = json!({"ignore": [{"paths": ["/data/ignored"], "target": {"kind": "ConfigMap"}}]});
+    let mut k = kustomization("web", "app", "./", spec.clone());
+    bed.apply(&k).await;
+    bed.until_ready_at("web", &first.artifact.revision).await;
+    let data = || async {
+        bed.get("v1", "ConfigMap", "default", "settings")
+            .await
+            .map(|c| c["data"].clone())
+            .unwrap_or(Value::Null)
+    };
+    assert_eq!(
+        data().await,
+        json!({"managed": "v1", "ignored": "original"})
+    );
+
+    let maps: kube::Api<k8s_openapi::api::core::v1::ConfigMap> =
+        kube::Api::namespaced(bed.client.clone(), "default");
+    let edit = |data: Value| {
+        let maps = maps.clone();
+        async move {
+            maps.patch(
+                "settings",
+                &kube::api::PatchParams::default(),
+                &kube::api::Patch::Merge(json!({ "data": data })),
+            )
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+        }
+    };
+    edit(json!({"ignored": "set in the cluster"})).await;
+    repo.write("settings.yaml", &settings("v2"));
+    let second = repo.commit("second");
+    bed.publish(second.clone()).await;
+    bed.until_ready_at("web", &second.artifact.revision).await;
+    assert_eq!(
+        data().await,
+        json!({"managed": "v2", "ignored": "set in the cluster"})
+    );
+
+    edit(json!({"managed": "tampered"})).await;
+    k["metadata"]["annotations"] = json!({"reconcile.fluxcd.io/requestedAt": "again"});
+    bed.apply(&k).await;
+    bed.until("web", "handled the request", |k| {
+        k.status
+            .as_ref()
+            .and_then(|s| s.last_handled_reconcile_at.as_deref())
+            == Some("again")
+    })
+    .await;
+    assert_eq!(
+        data().await,
+        json!({"managed": "v2", "ignored": "set in the cluster"})
+    );
+}

@@ -6,6 +6,7 @@
 //!   outcome's status once.
 //! - [`remote`]: the client of another cluster (`spec.kubeConfig`).
 //! - [`finalize`]: deletion, by `spec.deletionPolicy`.
+//! - [`ignore`]: paths left to others (`spec.ignore`).
 //! - [`build`]: artifact -> objects (native kustomize, spec transformations, substitution).
 //! - [`decrypt`]: SOPS decryption of encrypted objects and generator files (`spec.decryption`).
 //! - [`plan`]: pure apply order, stages, prune candidates, inventory.
@@ -21,6 +22,7 @@ pub mod dependencies;
 pub mod deps;
 pub mod drift;
 pub mod finalize;
+pub mod ignore;
 pub mod impersonate;
 pub mod plan;
 pub mod reconcile;

@@ -17,6 +17,7 @@ use serde_json::json;
 use super::apply::{self, Action, Applier, ApplyError, ChangeSet, Prepared, Target};
 use super::build;
 use super::deps::Deps;
+use super::ignore::{self, IgnoreRules};
 use super::plan::{self, Stage};
 use super::status::{self, Failure, Report};
 use super::{dependencies, impersonate, remote};
@@ -195,6 +196,16 @@ async fn run(
             }));
         }
     };
+    let ignore_rules = match IgnoreRules::new(&spec.ignore) {
+        Ok(rules) => rules,
+        Err(error) => {
+            return with_revision(Report::failed(Failure {
+                reason: reasons::RECONCILIATION_FAILED,
+                message: error.to_string(),
+                terminal: true,
+            }));
+        }
+    };
     for (_, stage) in &mut plan.stages {
         for desired in stage.iter_mut() {
             plan::set_owner_labels(&mut desired.object, &name, &namespace);
@@ -208,6 +219,15 @@ async fn run(
         field_manager: context.field_manager.clone(),
         force: spec.force,
     };
+    if !ignore_rules.is_empty()
+        && let Err(error) = keep_ignored_paths(&applier, &ignore_rules, &mut plan).await
+    {
+        return with_revision(Report::failed(Failure {
+            reason: reasons::RECONCILIATION_FAILED,
+            terminal: error.is_terminal(),
+            message: error.to_string(),
+        }));
+    }
     let all: Vec<_> = plan.objects().cloned().collect();
     let previous_inventory = previous.inventory.clone().unwrap_or_default();
     let failed = |error: ApplyError, applied: &[&Prepared]| {
@@ -457,6 +477,46 @@ pub(super) async fn clients(deps: &Deps, object: &Kustomization) -> Result<Clien
         // Another cluster serves other kinds; what this one learns is not shared.
         kinds: apply::KindCache::default(),
     })
+}
+
+/// For objects that exist, what the cluster holds at their ignored paths replaces what Git
+/// says, before the dry-run (so neither drift nor an apply touches those paths).
+async fn keep_ignored_paths(
+    applier: &Applier,
+    rules: &IgnoreRules,
+    plan: &mut plan::ApplyPlan,
+) -> Result<(), ApplyError> {
+    for (_, stage) in &mut plan.stages {
+        for desired in stage.iter_mut() {
+            let paths = rules.paths_for(&desired.object);
+            if paths.is_empty() {
+                continue;
+            }
+            let id = &desired.id;
+            // A kind the cluster does not serve yet has no objects to keep values of.
+            let Ok(target) = applier
+                .target(&desired.api_version, &id.kind, &id.namespace, &id.name)
+                .await
+            else {
+                continue;
+            };
+            let api: Api<kube::api::DynamicObject> = if target.namespaced {
+                Api::namespaced_with(applier.client.clone(), &target.namespace, &target.resource)
+            } else {
+                Api::all_with(applier.client.clone(), &target.resource)
+            };
+            let live = apply::retrying(|| api.get_opt(&target.name))
+                .await
+                .map_err(|source| ApplyError::Read {
+                    subject: target.subject.clone(),
+                    source,
+                })?;
+            if let Some(live) = live.and_then(|l| serde_json::to_value(l).ok()) {
+                ignore::keep_live(&mut desired.object, &live, &paths);
+            }
+        }
+    }
+    Ok(())
 }
 
 /// The previous inventory plus the objects applied so far.

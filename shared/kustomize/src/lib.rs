@@ -26,6 +26,7 @@ pub mod yaml;
 pub use build::{Build, Options, build, build_with_warnings};
 pub use error::{Error, Result};
 pub use fs::{DiskFs, FileSystem, MemFs};
+pub use patch::label_selector_matches;
 pub use resource::Object;
 
 /// The bytes `kubectl kustomize` prints for these objects: each as YAML, `---` between them.

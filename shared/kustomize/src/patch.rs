@@ -576,8 +576,8 @@ fn anchored(p: &str) -> Result<Option<Regex>> {
         .map_err(|e| Error::msg(format!("invalid selector regex {p}: {e}")))
 }
 
-/// A Kubernetes label selector (`a=b,c!=d,e in (x,y),!f,g`).
-pub(crate) fn label_selector_matches(sel: &str, labels: &[(String, String)]) -> Result<bool> {
+/// Whether `labels` satisfy a Kubernetes label selector (`a=b,c!=d,e in (x,y),!f,g`).
+pub fn label_selector_matches(sel: &str, labels: &[(String, String)]) -> Result<bool> {
     let get = |k: &str| {
         labels
             .iter()
