@@ -12,8 +12,9 @@
 //!   [`MAX_SOURCE_BYTES`] with at most [`MAX_BRACKETS`] brackets, its syntax tree at most
 //!   [`MAX_DEPTH`] deep, and both run on a thread of their own with room to spare (the
 //!   interpreter takes tens of KiB of stack per level in a debug build).
-//! - Evaluating never runs away: every call, field read, variable read and loop is charged
-//!   its result's size (characters, elements or entries) plus one against [`COST_LIMIT`], and
+//! - Evaluating never runs away: every call, field read, variable read and loop range is
+//!   charged its result's whole size (values, nested ones included, plus the length of
+//!   strings) against [`COST_LIMIT`], and
 //!   `replace` and the `sets` functions, whose work can grow quadratically, are charged
 //!   before they run; `matches` compiles a pattern once per judgement, at a fixed charge and
 //!   with a bounded compiled size. Past the limit the evaluation stops with
@@ -27,7 +28,9 @@ use std::collections::HashMap;
 use std::sync::{Arc, LazyLock};
 
 use cel::common::ast::{CallExpr, ComprehensionExpr, EntryExpr, Expr, IdedExpr, operators};
-use cel::common::types::{CelBytes, CelInt, CelMap, CelString, DYN_TYPE, INT_TYPE, STRING_TYPE};
+use cel::common::types::{
+    CelBytes, CelInt, CelMap, CelOptional, CelString, DYN_TYPE, INT_TYPE, STRING_TYPE,
+};
 use cel::common::value::{CowVal, Val};
 use cel::objects::{Key, Map};
 use cel::{Context, Env, ExecutionError, Value, extensions};
@@ -39,19 +42,19 @@ pub const MAX_SOURCE_BYTES: usize = 4096;
 pub const MAX_BRACKETS: usize = 128;
 /// How deep the parsed expression may nest.
 pub const MAX_DEPTH: usize = 64;
-/// What one evaluation may spend. A predicate over a list costs about 15 per element, so
-/// this allows lists of thousands; a runaway expression stops within tens of milliseconds
-/// in a release build, which matters as judging runs on the reconciler's thread.
-pub const COST_LIMIT: u64 = 100_000;
+/// What one evaluation may spend. Each use of a value costs its whole size (the interpreter
+/// copies values deeply, e.g. into a loop's variable): an expression reading a 100 KiB
+/// status a few times fits, and a runaway one stops after about a tenth of a second in a
+/// release build (the interpreter takes about 0.1 µs a step), which matters as judging runs
+/// on the reconciler's thread.
+pub const COST_LIMIT: u64 = 1_000_000;
 
 /// Room for the parser, which recurses on nesting before any limit of its own applies, and
 /// for the interpreter, which recurses on every level of the tree.
 const STACK_BYTES: usize = 16 << 20;
-/// Charges its argument's size and returns it unchanged. `@` keeps it out of users' reach.
+/// Charges its argument's whole size and returns it unchanged. `@` keeps it out of users'
+/// reach.
 const CHARGE: &str = "@charge";
-/// Charges its argument's whole size, nested values included, and returns it unchanged: for
-/// the operands of `==`, `!=` and `in`, whose work follows the values' depth.
-const CHARGE_DEEP: &str = "@charge_deep";
 /// `string.replace`, charged before it builds its result.
 const REPLACE: &str = "@replace";
 /// Names that stand for a function namespace, not a variable, as the target of a call.
@@ -70,8 +73,6 @@ fn environment() -> Env {
     patterns::register(&mut env).expect("@matches registers");
     env.add_overload(CHARGE, "charge_dyn", vec![DYN_TYPE], charge)
         .expect("@charge registers");
-    env.add_overload(CHARGE_DEEP, "charge_deep_dyn", vec![DYN_TYPE], charge_deep)
-        .expect("@charge_deep registers");
     env.add_overload(
         REPLACE,
         "replace_string_string_string",
@@ -344,14 +345,6 @@ impl Metering {
         }))
     }
 
-    fn charged_deep(&mut self, expr: IdedExpr) -> IdedExpr {
-        self.node(Expr::Call(CallExpr {
-            func_name: CHARGE_DEEP.to_string(),
-            target: None,
-            args: vec![expr],
-        }))
-    }
-
     fn expr(&mut self, expr: IdedExpr) -> IdedExpr {
         let IdedExpr { id, expr } = expr;
         match expr {
@@ -428,17 +421,7 @@ impl Metering {
             Expr::Ident(ref name) if NAMESPACES.contains(&name.as_str()) => target,
             _ => Box::new(self.expr(*target)),
         });
-        let deep = matches!(
-            func_name.as_str(),
-            operators::EQUALS | operators::NOT_EQUALS | operators::IN
-        );
-        let args: Vec<IdedExpr> = args
-            .into_iter()
-            .map(|arg| {
-                let arg = self.expr(arg);
-                if deep { self.charged_deep(arg) } else { arg }
-            })
-            .collect();
+        let args: Vec<IdedExpr> = args.into_iter().map(|a| self.expr(a)).collect();
         match target {
             Some(receiver) if func_name == "replace" && matches!(args.len(), 2 | 3) => CallExpr {
                 func_name: REPLACE.to_string(),
@@ -534,17 +517,6 @@ fn charge<'b, 'v>(mut args: Vec<CowVal<'b, 'v>>) -> Result<CowVal<'b, 'v>, Execu
     let value = args
         .pop()
         .ok_or_else(|| ExecutionError::invalid_argument_count(1, 0))?;
-    let size = value
-        .as_sizer()
-        .map_or(0, |sizer| u64::try_from(*sizer.size().inner()).unwrap_or(0));
-    spend(size.saturating_add(1))?;
-    Ok(value)
-}
-
-fn charge_deep<'b, 'v>(mut args: Vec<CowVal<'b, 'v>>) -> Result<CowVal<'b, 'v>, ExecutionError> {
-    let value = args
-        .pop()
-        .ok_or_else(|| ExecutionError::invalid_argument_count(1, 0))?;
     let left = BUDGET.with(Cell::get);
     spend(deep_size(value.as_ref(), left.saturating_add(1)))?;
     Ok(value)
@@ -564,6 +536,8 @@ fn deep_size(value: &dyn Val, cap: u64) -> u64 {
             size = size.saturating_add(text.inner().len() as u64);
         } else if let Some(bytes) = value.downcast_ref::<CelBytes>() {
             size = size.saturating_add(bytes.inner().len() as u64);
+        } else if let Some(optional) = value.downcast_ref::<CelOptional>() {
+            pending.extend(optional.inner());
         } else if let Some(map) = value.downcast_ref::<CelMap>() {
             pending.extend(map.inner().values().map(|v| v.as_ref()));
         } else if let Some(items) = value.as_iterable() {
@@ -931,20 +905,25 @@ mod tests {
     }
 
     #[test]
-    fn comparing_large_values_is_paid_for_by_their_whole_size() {
+    fn using_large_values_is_paid_for_by_their_whole_size() {
         let big: Vec<Json> = (0..2000)
             .map(|i| json!({"name": format!("n{i}"), "labels": {"a": "b"}}))
             .collect();
         let object = json!({"items": [1, 2, 3], "big": big});
         assert!(holds("big == big && !(big != big)", &object).expect("one comparison fits"));
         assert!(holds("{'name': 'n5', 'labels': {'a': 'b'}} in big", &object).expect("fits"));
-        assert!(matches!(
-            holds(
-                "[1, 2, 3, 4, 5, 6, 7, 8, 9, 10].all(i, big == big)",
-                &object
-            ),
-            Err(EvalError::CostLimit { .. })
-        ));
+        assert!(holds("big.exists(b, b.name == 'n1999')", &object).expect("one pass fits"));
+        for runaway in [
+            "big.all(i, big == big)",
+            // Each pass of the inner loop copies every element of `big`.
+            "big.all(a, big.all(b, true))",
+            "big.all(a, optional.of(big).hasValue())",
+        ] {
+            assert!(
+                matches!(holds(runaway, &object), Err(EvalError::CostLimit { .. })),
+                "{runaway}"
+            );
+        }
     }
 
     #[test]
