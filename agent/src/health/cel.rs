@@ -14,11 +14,12 @@
 //!   interpreter takes tens of KiB of stack per level in a debug build).
 //! - Evaluating never runs away: every call, field read, variable read and loop range is
 //!   charged its result's whole size (values, nested ones included, plus the length of
-//!   strings) against [`COST_LIMIT`], and
-//!   `replace` and the `sets` functions, whose work can grow quadratically, are charged
-//!   before they run; `matches` compiles a pattern once per judgement, at a fixed charge and
-//!   with a bounded compiled size. Past the limit the evaluation stops with
-//!   [`EvalError::CostLimit`].
+//!   strings) against [`COST_LIMIT`] (see `metering`); `replace` and the `sets` functions,
+//!   whose work can grow quadratically, are charged before they run; `matches` compiles a
+//!   pattern once per judgement, at a fixed charge and with a bounded compiled size. Past the
+//!   limit the evaluation stops with [`EvalError::CostLimit`].
+//! - Memory follows the charges: a value is charged when it is made or read, so what an
+//!   evaluation holds beyond the object is at most the limit plus one operation's result.
 
 mod metering;
 mod patterns;
