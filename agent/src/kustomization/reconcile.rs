@@ -122,6 +122,18 @@ async fn run(
         Err(error) => return Report::failed(error.failure),
     };
 
+    // The user's health rules are checked first, as Flux does: a bad expression is
+    // reported whatever the state of the source.
+    let health_rules = match health::Rules::new(&spec.health_check_exprs) {
+        Ok(rules) => rules,
+        Err(error) => {
+            return Report::failed(Failure {
+                reason: reasons::INVALID_CEL_EXPRESSION,
+                message: format!("{TERMINAL_ERROR_MESSAGE}: {error}"),
+                terminal: true,
+            });
+        }
+    };
     // 1. Dependencies.
     if let Err(why) = dependencies::check(&client, &deps.kinds, &namespace, &spec.depends_on).await
     {
@@ -181,17 +193,6 @@ async fn run(
             return with_revision(Report::failed(Failure {
                 reason: reasons::BUILD_FAILED,
                 message: error.to_string(),
-                terminal: true,
-            }));
-        }
-    };
-    // The user's health rules are checked before anything is applied.
-    let health_rules = match health::Rules::new(&spec.health_check_exprs) {
-        Ok(rules) => rules,
-        Err(error) => {
-            return with_revision(Report::failed(Failure {
-                reason: reasons::INVALID_CEL_EXPRESSION,
-                message: format!("{TERMINAL_ERROR_MESSAGE}: {error}"),
                 terminal: true,
             }));
         }
