@@ -1,10 +1,13 @@
-//! Benchmarks of the Kustomization reconciler on kubesim (run as a separate process, so that
-//! the agent's memory is measured alone):
+//! Benchmarks of the Kustomization reconciler on kubesim. The bench binary runs three
+//! processes: kubesim, the agent (its Kustomization registry, as `flotilla-agent` runs it,
+//! fed artifacts over stdin) and this driver, so that the agent's memory is measured alone,
+//! as Flux's figure is its controller pod's:
 //!
 //! 1. Flux's benchmark shape: N Kustomizations (default 100, 500, 1000; `FLOTILLA_BENCH_N`)
 //!    each applying a podinfo-like app (Deployment, Service, HorizontalPodAutoscaler,
 //!    ConfigMap) from one source: time from the artifact to all N Ready, and the agent's
-//!    peak RSS. Flux cannot run here; its published figure (Flux 2.3, 16 cores: 1000 in
+//!    peak RSS (`VmHWM` of its process, one fresh process per N) and its RSS when idle
+//!    before the artifact. Flux cannot run here; its published figure (Flux 2.3, 16 cores: 1000 in
 //!    4m15s, 112 MiB) is printed beside ours. Run under `taskset -c 0,1` for 2 cores.
 //! 2. (The apply throughput against kubectl is the `apply` bench.)
 //! 3. Commit to Ready of a one-Deployment change with an immediate reconcile: p50 and p99
@@ -17,16 +20,10 @@
 mod support_ks;
 
 mod common;
-use common::{Sim, client, namespace, setup};
+use common::{AgentProcess, Sim, namespace, setup};
 
 use std::time::{Duration, Instant};
 
-use actix::prelude::*;
-use agent::context::{AgentContext, FIELD_MANAGER};
-use agent::hub::{ArtifactHub, Publish};
-use agent::kustomization::{Deps, KustomizationActor};
-use agent::registry::Registry;
-use agent::telemetry::Metrics;
 use api::kustomize::Kustomization;
 use kube::Client;
 use kube::api::{Api, ListParams, Patch, PatchParams};
@@ -34,7 +31,7 @@ use serde_json::json;
 use support_ks::{NS, Repo, deployment, kustomization};
 
 fn main() {
-    if common::serve_kubesim_if_child() {
+    if common::serve_kubesim_if_child() || common::run_agent_if_child() {
         return;
     }
     let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
@@ -70,46 +67,6 @@ fn podinfo(repo: &Repo, replicas: u32) {
             "podinfo/config.yaml",
             &support_ks::config_map("podinfo", "default", "bench"),
         );
-}
-
-/// Runs a Kustomization registry on its own thread and actix system, as an agent would.
-fn start_agent(kubeconfig: String, hub: Addr<ArtifactHub>) -> actix::System {
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        let system = actix::System::new();
-        system.block_on(async move {
-            let client = client(&kubeconfig).await;
-            let storage = std::env::temp_dir();
-            let context = AgentContext {
-                client: client.clone(),
-                hub,
-                metrics: Metrics::new().expect("metrics"),
-                storage_dir: storage,
-                artifact_base_url: "http://127.0.0.1:1".into(),
-                field_manager: FIELD_MANAGER.into(),
-            };
-            let mut handle =
-                Registry::<KustomizationActor>::start(Api::all(client), Deps::new(context));
-            let _ = handle.synced.wait_for(|s| *s).await;
-            let _ = tx.send(actix::System::current());
-            std::mem::forget(handle);
-        });
-        let _ = system.run();
-    });
-    rx.recv().expect("agent started")
-}
-
-/// `VmHWM:` (peak) or `VmRSS:` (now) of this process, in MiB.
-fn rss_mib(field: &str) -> f64 {
-    std::fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with(field))
-                .and_then(|l| l.split_whitespace().nth(1))
-                .and_then(|kb| kb.parse::<f64>().ok())
-        })
-        .map_or(0.0, |kb| kb / 1024.0)
 }
 
 /// How many Kustomizations are Ready at `revision` (or, with `None`, have any Ready condition).
@@ -162,28 +119,29 @@ fn fleet_of_kustomizations(n: usize) {
             .await
             .expect("kustomization");
         }
-        let hub = ArtifactHub::default().start();
-        let agent = start_agent(
-            std::fs::read_to_string(&sim.kubeconfig).expect("kubeconfig"),
-            hub.clone(),
-        );
+        let mut agent = AgentProcess::start(&sim);
         // Every actor has reported the missing artifact: the agent is up and idle.
         while count_ready(&client, None).await < n {
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
-        let idle_rss = rss_mib("VmRSS:");
+        let idle = agent.memory();
         let started = Instant::now();
-        hub.send(Publish(artifact)).await.expect("publish");
+        agent.publish(&artifact);
         while count_ready(&client, Some(&revision)).await < n {
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
         let took = started.elapsed();
-        let rss = rss_mib("VmHWM:");
-        agent.stop();
+        let done = agent.memory();
+        let rss = done.peak_mib;
+        drop(agent);
         println!(
-            "bench 1: {n} Kustomizations x 4 objects: all Ready {:.2}s after the artifact; agent peak RSS {rss:.0} MiB (idle before: {idle_rss:.0} MiB) \
+            "bench 1: {n} Kustomizations x 4 objects: all Ready {:.2}s after the artifact; agent peak RSS {rss:.1} MiB \
+             (idle before: {:.1} MiB; after: {:.1} MiB, {} threads) \
              (Flux 2.3 published, 1000 on 16 cores: 255 s, 112 MiB{})",
             took.as_secs_f64(),
+            idle.now_mib,
+            done.now_mib,
+            done.threads,
             if n == 1000 {
                 format!(
                     "; ratio {:.1}x faster, {:.1}x less memory",
@@ -206,17 +164,13 @@ fn commit_to_ready(commits: usize) {
         let repo = Repo::new("app");
         repo.write("deployment.yaml", &deployment("web", "default", 1));
         let first = repo.commit("first");
-        let hub = ArtifactHub::default().start();
-        hub.send(Publish(first.clone())).await.expect("publish");
         let api: Api<Kustomization> = Api::namespaced(client.clone(), NS);
         let k = kustomization("web", "app", "./", json!({"interval": "1h"}));
         api.patch("web", &PatchParams::apply("bench").force(), &Patch::Apply(&k))
             .await
             .expect("kustomization");
-        let agent = start_agent(
-            std::fs::read_to_string(&sim.kubeconfig).expect("kubeconfig"),
-            hub.clone(),
-        );
+        let mut agent = AgentProcess::start(&sim);
+        agent.publish(&first);
         while count_ready(&client, Some(&first.artifact.revision)).await < 1 {
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
@@ -226,7 +180,7 @@ fn commit_to_ready(commits: usize) {
             repo.write("deployment.yaml", &deployment("web", "default", 2 + i as u32 % 3));
             let artifact = repo.commit(&format!("change {i}"));
             let revision = artifact.artifact.revision.clone();
-            hub.send(Publish(artifact)).await.expect("publish");
+            agent.publish(&artifact);
             loop {
                 let k = api.get("web").await.expect("get");
                 let status = k.status.unwrap_or_default();
@@ -239,7 +193,7 @@ fn commit_to_ready(commits: usize) {
             }
             samples.push(started.elapsed());
         }
-        agent.stop();
+        drop(agent);
         samples.sort();
         let pct = |p: f64| samples[((samples.len() as f64 - 1.0) * p).round() as usize];
         println!(

@@ -1,5 +1,6 @@
-//! What the agent's benchmarks share: kubesim in a child process (so that the bench
-//! process measures only our side), clients, and the CRDs and namespaces they need.
+//! What the agent's benchmarks share: kubesim in a child process, the agent in another (so
+//! that its memory is measured alone, as Flux's figure is its controller pod's), clients,
+//! and the CRDs and namespaces they need.
 
 // Each bench binary uses its own subset.
 #![allow(dead_code)]
@@ -15,6 +16,8 @@ use serde_json::json;
 
 /// Set in the child process that serves kubesim.
 pub const SERVE_ENV: &str = "FLOTILLA_BENCH_SERVE_KUBESIM";
+/// Set, to the kubeconfig path, in the child process that runs the agent.
+pub const AGENT_ENV: &str = "FLOTILLA_BENCH_RUN_AGENT";
 
 /// Call first in `main`: in the kubesim child, serves and returns `true`.
 pub fn serve_kubesim_if_child() -> bool {
@@ -120,4 +123,170 @@ pub async fn namespace(client: &Client, name: &str) {
     )
     .await
     .expect("namespace");
+}
+
+/// Call first in `main`: in the agent child, runs the agent and returns `true`.
+pub fn run_agent_if_child() -> bool {
+    let Some(kubeconfig) = std::env::var_os(AGENT_ENV) else {
+        return false;
+    };
+    run_agent(std::path::Path::new(&kubeconfig));
+    true
+}
+
+/// An artifact as the bench sends it to the agent child, one JSON line each.
+#[derive(serde::Serialize, serde::Deserialize)]
+struct PublishLine {
+    kind: String,
+    namespace: String,
+    name: String,
+    artifact: api::meta::Artifact,
+    file: std::path::PathBuf,
+}
+
+/// The agent child: what `flotilla-agent` runs for Kustomizations (the registry and its
+/// actors, the artifact hub, metrics, info-level logs), with the artifacts coming from the
+/// bench over stdin instead of from GitRepository actors. Prints `synced` once every
+/// Kustomization has an actor; exits when stdin closes.
+fn run_agent(kubeconfig: &std::path::Path) {
+    use actix::Actor;
+    use agent::context::{AgentContext, FIELD_MANAGER};
+    use agent::hub::{ArtifactHub, ArtifactReady, Publish, SourceRef};
+    use agent::kustomization::{Deps, KustomizationActor};
+    use agent::registry::Registry;
+
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .with_writer(std::io::stderr)
+        .with_ansi(false)
+        .init();
+    let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
+    let kubeconfig = std::fs::read_to_string(kubeconfig).expect("kubeconfig");
+    actix::System::new().block_on(async move {
+        let client = client(&kubeconfig).await;
+        let hub = ArtifactHub::default().start();
+        let context = AgentContext {
+            client: client.clone(),
+            hub: hub.clone(),
+            metrics: agent::telemetry::Metrics::new().expect("metrics"),
+            storage_dir: std::env::temp_dir(),
+            artifact_base_url: "http://127.0.0.1:1".into(),
+            field_manager: FIELD_MANAGER.into(),
+        };
+        let mut registry =
+            Registry::<KustomizationActor>::start(Api::all(client), Deps::new(context));
+        let _ = registry.synced.wait_for(|synced| *synced).await;
+        println!("synced");
+        std::io::stdout().flush().expect("flush");
+        let (lines, mut received) = tokio::sync::mpsc::unbounded_channel();
+        std::thread::spawn(move || {
+            for line in std::io::stdin().lock().lines() {
+                let Ok(line) = line else { break };
+                if lines.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        while let Some(line) = received.recv().await {
+            let published: PublishLine = serde_json::from_str(&line).expect("publish line");
+            let ready = ArtifactReady {
+                source: SourceRef {
+                    kind: published.kind,
+                    namespace: published.namespace,
+                    name: published.name,
+                },
+                artifact: published.artifact,
+                file: published.file,
+            };
+            hub.send(Publish(ready)).await.expect("publish");
+        }
+        drop(registry);
+    });
+}
+
+/// The agent in a child process; killed on drop.
+pub struct AgentProcess {
+    child: std::process::Child,
+    stdin: std::process::ChildStdin,
+    /// Where the agent's logs go.
+    pub log: std::path::PathBuf,
+}
+
+impl AgentProcess {
+    /// Starts the agent on `sim` and waits until every existing Kustomization has an actor.
+    pub fn start(sim: &Sim) -> AgentProcess {
+        let log =
+            std::env::temp_dir().join(format!("flotilla-bench-agent-{}.log", std::process::id()));
+        let mut child = Command::new(std::env::current_exe().expect("exe"))
+            .env(AGENT_ENV, &sim.kubeconfig)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(std::fs::File::create(&log).expect("agent log"))
+            .spawn()
+            .expect("agent child");
+        let mut line = String::new();
+        std::io::BufReader::new(child.stdout.take().expect("stdout"))
+            .read_line(&mut line)
+            .expect("agent synced");
+        assert_eq!(
+            line.trim(),
+            "synced",
+            "agent child failed; see {}",
+            log.display()
+        );
+        let stdin = child.stdin.take().expect("stdin");
+        AgentProcess { child, stdin, log }
+    }
+
+    /// Hands the agent a new artifact, as its GitRepository actor would.
+    pub fn publish(&mut self, ready: &agent::hub::ArtifactReady) {
+        let line = PublishLine {
+            kind: ready.source.kind.clone(),
+            namespace: ready.source.namespace.clone(),
+            name: ready.source.name.clone(),
+            artifact: ready.artifact.clone(),
+            file: ready.file.clone(),
+        };
+        let mut line = serde_json::to_string(&line).expect("publish line");
+        line.push('\n');
+        self.stdin.write_all(line.as_bytes()).expect("publish");
+        self.stdin.flush().expect("publish");
+    }
+
+    /// `VmHWM` (peak) and `VmRSS` (now) of the agent process, in MiB.
+    pub fn memory(&self) -> Memory {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id()))
+            .unwrap_or_default();
+        let field = |name: &str| {
+            status
+                .lines()
+                .find_map(|l| l.strip_prefix(name))
+                .and_then(|rest| rest.split_whitespace().next())
+                .and_then(|n| n.parse::<f64>().ok())
+                .unwrap_or(0.0)
+        };
+        Memory {
+            peak_mib: field("VmHWM:") / 1024.0,
+            now_mib: field("VmRSS:") / 1024.0,
+            threads: field("Threads:") as u32,
+        }
+    }
+}
+
+/// The agent process's memory as the kernel counts it.
+#[derive(Debug, Clone, Copy)]
+pub struct Memory {
+    pub peak_mib: f64,
+    pub now_mib: f64,
+    pub threads: u32,
+}
+
+impl Drop for AgentProcess {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
 }
