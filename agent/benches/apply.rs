@@ -65,11 +65,17 @@ fn apply_versus_kubectl(count: usize) {
         };
         let plan = plan::plan_apply(objects("ours")).expect("plan");
         let all: Vec<_> = plan.objects().cloned().collect();
+        let sim_pid = child_pid();
+        let cpu_before = (cpu_time(std::process::id()), sim_pid.map(cpu_time));
         let started = Instant::now();
         let (prepared, _) = applier.prepare(&all, &all).await.expect("dry-run");
+        let dry_run = started.elapsed();
         let mut changes = ChangeSet::default();
         applier.apply(&prepared, &mut changes).await.expect("apply");
         let ours = started.elapsed();
+        let cpu_ours = cpu_time(std::process::id()) - cpu_before.0;
+        let cpu_sim = sim_pid.map(cpu_time).zip(cpu_before.1).map(|(a, b)| a - b);
+        let sim_before_kubectl = sim_pid.map(cpu_time);
 
         let file = tempfile::NamedTempFile::new().expect("file");
         let list = json!({"apiVersion": "v1", "kind": "List", "items": objects("kubectl")});
@@ -84,6 +90,10 @@ fn apply_versus_kubectl(count: usize) {
             .expect("kubectl");
         let theirs = started.elapsed();
         assert!(status.success(), "kubectl apply failed");
+        let cpu_sim_kubectl = sim_pid
+            .map(cpu_time)
+            .zip(sim_before_kubectl)
+            .map(|(a, b)| a - b);
         let rate = |d: Duration| count as f64 / d.as_secs_f64();
         println!(
             "bench 2: {count} objects, first apply: ours {:.0} objects/s ({:.2}s, dry-run of all + apply), \
@@ -94,6 +104,14 @@ fn apply_versus_kubectl(count: usize) {
             theirs.as_secs_f64(),
             theirs.as_secs_f64() / ours.as_secs_f64()
         );
+        let ms = |d: Option<Duration>| d.map_or("?".to_string(), |d| format!("{}ms", d.as_millis()));
+        println!(
+            "  ours: dry-run {}ms; CPU: ours {}, kubesim {}; kubectl's run: kubesim CPU {}",
+            dry_run.as_millis(),
+            ms(Some(cpu_ours)),
+            ms(cpu_sim),
+            ms(cpu_sim_kubectl),
+        );
     });
 }
 
@@ -102,4 +120,32 @@ fn yaml_to_json(yaml: &str) -> String {
     let docs = kustomize::yaml::parse_documents(yaml, Default::default()).expect("yaml");
     let node = docs.into_iter().flatten().next().expect("document");
     kustomize::yaml::go_json(&node).expect("json")
+}
+
+/// The kubesim child (the one child of this process when it is asked).
+fn child_pid() -> Option<u32> {
+    let me = std::process::id().to_string();
+    std::fs::read_dir("/proc")
+        .ok()?
+        .flatten()
+        .find_map(|entry| {
+            let pid: u32 = entry.file_name().to_str()?.parse().ok()?;
+            let stat = std::fs::read_to_string(entry.path().join("stat")).ok()?;
+            // The fields after the command name: state, then the parent's pid.
+            let after = stat.rsplit_once(')')?.1;
+            (after.split_whitespace().nth(1)? == me).then_some(pid)
+        })
+}
+
+/// CPU time used so far by all threads of a process (Linux schedstat, nanoseconds).
+fn cpu_time(pid: u32) -> Duration {
+    let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
+        return Duration::ZERO;
+    };
+    tasks
+        .flatten()
+        .filter_map(|task| std::fs::read_to_string(task.path().join("schedstat")).ok())
+        .filter_map(|s| s.split_whitespace().next()?.parse::<u64>().ok())
+        .map(Duration::from_nanos)
+        .sum()
 }
