@@ -120,32 +120,56 @@ impl FieldSet {
     /// Members of both sets.
     pub fn union(&self, other: &FieldSet) -> FieldSet {
         let mut out = self.clone();
-        for p in other.paths() {
-            out.insert(&p);
-        }
+        out.add(other);
         out
+    }
+
+    /// Adds the members of `other` (and only the nodes on their paths).
+    fn add(&mut self, other: &FieldSet) {
+        self.member |= other.member;
+        for (pe, c) in &other.children {
+            if !c.is_empty() {
+                self.children.entry(pe.clone()).or_default().add(c);
+            }
+        }
     }
 
     /// Members of `self` not in `other`.
     pub fn difference(&self, other: &FieldSet) -> FieldSet {
-        let mut out = FieldSet::default();
-        for p in self.paths() {
-            if !other.contains(&p) {
-                out.insert(&p);
+        self.without(Some(other)).unwrap_or_default()
+    }
+
+    /// The members of `self` not in `other`, `None` when there are none. Set operations walk
+    /// both trees at once instead of testing every path from the root.
+    fn without(&self, other: Option<&FieldSet>) -> Option<FieldSet> {
+        let mut out = FieldSet {
+            member: self.member && !other.is_some_and(|o| o.member),
+            children: BTreeMap::new(),
+        };
+        for (pe, c) in &self.children {
+            if let Some(rest) = c.without(other.and_then(|o| o.children.get(pe))) {
+                out.children.insert(pe.clone(), rest);
             }
         }
-        out
+        (out.member || !out.children.is_empty()).then_some(out)
     }
 
     /// Members of both.
     pub fn intersection(&self, other: &FieldSet) -> FieldSet {
-        let mut out = FieldSet::default();
-        for p in self.paths() {
-            if other.contains(&p) {
-                out.insert(&p);
+        self.common(other).unwrap_or_default()
+    }
+
+    fn common(&self, other: &FieldSet) -> Option<FieldSet> {
+        let mut out = FieldSet {
+            member: self.member && other.member,
+            children: BTreeMap::new(),
+        };
+        for (pe, c) in &self.children {
+            if let Some(both) = other.children.get(pe).and_then(|o| c.common(o)) {
+                out.children.insert(pe.clone(), both);
             }
         }
-        out
+        (out.member || !out.children.is_empty()).then_some(out)
     }
 
     /// Whether `path` has members below it in this set.
@@ -345,5 +369,33 @@ mod tests {
         );
         remove_at(&mut v, &p);
         assert_eq!(v, json!({"spec": {"containers": [{"name": "b"}]}}));
+    }
+
+    #[test]
+    fn set_operations_keep_exactly_the_member_paths() {
+        let a = deployment_set(&json!({"metadata": {"labels": {"app": "web", "tier": "x"}},
+            "spec": {"replicas": 2, "template": {"spec": {"containers": [
+                {"name": "web", "image": "a", "ports": [{"containerPort": 80}]}, {"name": "side", "image": "s"}]}}}}));
+        let b = deployment_set(&json!({"metadata": {"labels": {"app": "web"}},
+            "spec": {"paused": true, "template": {"spec": {"containers": [{"name": "web", "image": "b"}]}}}}));
+        let rebuilt = |paths: Vec<Vec<PathElem>>| {
+            let mut set = FieldSet::default();
+            for p in paths {
+                set.insert(&p);
+            }
+            set
+        };
+        let (pa, pb) = (a.paths(), b.paths());
+        let only = |x: &[Vec<PathElem>], keep: &dyn Fn(&Vec<PathElem>) -> bool| {
+            rebuilt(x.iter().filter(|p| keep(p)).cloned().collect())
+        };
+        assert_eq!(a.difference(&b), only(&pa, &|p| !b.contains(p)));
+        assert_eq!(b.difference(&a), only(&pb, &|p| !a.contains(p)));
+        assert_eq!(a.intersection(&b), only(&pa, &|p| b.contains(p)));
+        assert_eq!(
+            a.union(&b),
+            rebuilt(pa.iter().chain(&pb).cloned().collect())
+        );
+        assert!(a.difference(&a).is_empty() && a.difference(&a) == FieldSet::default());
     }
 }

@@ -136,7 +136,22 @@ const IGNORED_META: &[&str] = &[
 
 /// The part of an object whose ownership is tracked for a subresource.
 fn trackable(obj: &Value, scope: &Scope<'_>) -> Value {
-    let mut v = obj.clone();
+    // A subresource tracks a small part: copy only that part, not the whole object.
+    let mut v = match (obj, scope.subresource) {
+        (Value::Object(m), "status") => Value::Object(
+            m.get("status")
+                .map(|s| ("status".to_string(), s.clone()))
+                .into_iter()
+                .collect(),
+        ),
+        (Value::Object(m), "scale") => Value::Object(
+            m.get("spec")
+                .map(|s| ("spec".to_string(), s.clone()))
+                .into_iter()
+                .collect(),
+        ),
+        _ => obj.clone(),
+    };
     if let Some(m) = v.as_object_mut() {
         m.shift_remove("apiVersion");
         m.shift_remove("kind");
@@ -407,7 +422,7 @@ pub fn apply(
     let set_a = FieldSet::of(&applied_t, &cur, resource);
     let mut entries = live.map(read_entries).unwrap_or_default();
     let base = match live {
-        Some(l) => l.clone(),
+        Some(l) => std::borrow::Cow::Borrowed(l),
         None => {
             let mut b = json!({"metadata": {}});
             for k in ["apiVersion", "kind"] {
@@ -415,13 +430,14 @@ pub fn apply(
                     b[k] = v.clone();
                 }
             }
-            b
+            std::borrow::Cow::Owned(b)
         }
     };
+    let base: &Value = &base;
     let mut new = base.clone();
     // Only the tracked part of the applied configuration merges in: status is not applied
     // through the main resource, nor spec through /status.
-    let mut to_merge = applied_t.clone();
+    let mut to_merge = applied_t;
     if let (Some(m), Some(meta)) = (to_merge.as_object_mut(), applied.get("metadata")) {
         let mut meta = meta.clone();
         if let Some(mm) = meta.as_object_mut() {
@@ -442,7 +458,7 @@ pub fn apply(
     let is_self = |e: &Entry| {
         e.manager == manager && e.operation == "Apply" && e.subresource == scope.subresource
     };
-    let cmp = compare(&base, &new, scope);
+    let cmp = compare(base, &new, scope);
     let mut conflicts = Vec::new();
     for e in entries.iter().filter(|e| !is_self(e)) {
         let c = e.set.intersection(&cmp.changed);
@@ -497,7 +513,12 @@ pub fn apply(
     }
     prune_empty_parents(&mut new, &removal);
 
-    let after = compare(&base, &new, scope);
+    // Nothing removed leaves `new` as compared above.
+    let after = if removal.is_empty() {
+        cmp
+    } else {
+        compare(base, &new, scope)
+    };
     for e in entries.iter_mut() {
         e.set = e.set.difference(&after.removed);
     }
