@@ -84,6 +84,7 @@ impl FieldSet {
         set
     }
 
+    #[cfg(test)]
     fn insert(&mut self, path: &[PathElem]) {
         match path.split_first() {
             None => self.member = true,
