@@ -306,6 +306,15 @@ impl Prepared {
             &self.desired.id.namespace,
         )
     }
+
+    fn raw<'a>(&self, client: &'a Client) -> Raw<'a> {
+        Raw::new(
+            client,
+            &self.resource,
+            self.namespaced,
+            &self.desired.id.namespace,
+        )
+    }
 }
 
 fn api_for(
@@ -323,6 +332,101 @@ fn api_for(
 
 fn to_value(object: DynamicObject) -> Value {
     serde_json::to_value(object).unwrap_or(Value::Null)
+}
+
+/// Requests on one kind in one namespace, answered as plain JSON.
+///
+/// `Api<DynamicObject>` decodes every answer into typed metadata, which the reconciler then
+/// turns back into JSON to compare; the dry-run and apply of a whole set are most of a
+/// reconcile's work, so they read answers straight into JSON, or not at all for an apply.
+struct Raw<'a> {
+    client: &'a Client,
+    request: kube::core::Request,
+}
+
+impl<'a> Raw<'a> {
+    fn new(client: &'a Client, resource: &ApiResource, namespaced: bool, namespace: &str) -> Self {
+        let namespace = (namespaced && !namespace.is_empty()).then_some(namespace);
+        let url = <DynamicObject as kube::Resource>::url_path(resource, namespace);
+        Raw {
+            client,
+            request: kube::core::Request::new(url),
+        }
+    }
+
+    fn apply_request(
+        &self,
+        name: &str,
+        params: &PatchParams,
+        body: &Value,
+    ) -> Result<http::Request<Vec<u8>>, kube::Error> {
+        let mut request = self
+            .request
+            .patch(name, params, &Patch::Apply(body))
+            .map_err(kube::Error::BuildRequest)?;
+        request.extensions_mut().insert("patch");
+        Ok(request)
+    }
+
+    /// The server's result of a server-side apply with `params` (a dry-run).
+    async fn dry_run(
+        &self,
+        name: &str,
+        params: &PatchParams,
+        body: &Value,
+    ) -> Result<Value, kube::Error> {
+        let request = self.apply_request(name, params, body)?;
+        self.client.request::<Value>(request).await
+    }
+
+    /// A server-side apply with `params`; its answer is not needed.
+    async fn apply(
+        &self,
+        name: &str,
+        params: &PatchParams,
+        body: &Value,
+    ) -> Result<(), kube::Error> {
+        let request = self.apply_request(name, params, body)?;
+        self.client.request_text(request).await.map(drop)
+    }
+
+    /// The live object, `None` when there is none.
+    async fn get(&self, name: &str) -> Result<Option<Value>, kube::Error> {
+        let mut request = self
+            .request
+            .get(name, &kube::api::GetParams::default())
+            .map_err(kube::Error::BuildRequest)?;
+        request.extensions_mut().insert("get_opt");
+        match self.client.request::<Value>(request).await {
+            Ok(object) => Ok(Some(object)),
+            Err(kube::Error::Api(status)) if status.reason == "NotFound" => Ok(None),
+            Err(error) => Err(error),
+        }
+    }
+
+    /// The live objects by name, each with the apiVersion and kind list items lack.
+    async fn list(&self, api_version: &str, kind: &str) -> Result<Listed, kube::Error> {
+        let mut request = self
+            .request
+            .list(&kube::api::ListParams::default())
+            .map_err(kube::Error::BuildRequest)?;
+        request.extensions_mut().insert("list");
+        let mut list = self.client.request::<Value>(request).await?;
+        let items = match list.get_mut("items").map(Value::take) {
+            Some(Value::Array(items)) => items,
+            _ => Vec::new(),
+        };
+        Ok(items
+            .into_iter()
+            .filter_map(|mut item| {
+                let name = item.pointer("/metadata/name")?.as_str()?.to_string();
+                let fields = item.as_object_mut()?;
+                fields.insert("apiVersion".into(), Value::String(api_version.into()));
+                fields.insert("kind".into(), Value::String(kind.into()));
+                Some((name, item))
+            })
+            .collect())
+    }
 }
 
 /// An object whose dry-run cannot succeed until an earlier stage of the same set is applied
@@ -395,26 +499,10 @@ impl Applier {
             else {
                 continue;
             };
-            let api = api_for(&self.client, &resource, namespaced, namespace);
-            let params = kube::api::ListParams::default();
-            let Ok(list) = retrying(|| api.list(&params)).await else {
+            let raw = Raw::new(&self.client, &resource, namespaced, namespace);
+            let Ok(objects) = retrying(|| raw.list(api_version, kind)).await else {
                 continue;
             };
-            let objects: Listed = list
-                .items
-                .into_iter()
-                .map(|mut item| {
-                    // List items carry no type; the comparison with a dry-run needs it.
-                    item.types = Some(kube::core::TypeMeta {
-                        api_version: api_version.clone(),
-                        kind: kind.clone(),
-                    });
-                    (
-                        item.metadata.name.clone().unwrap_or_default(),
-                        to_value(item),
-                    )
-                })
-                .collect();
             listed.insert(key, objects);
         }
         listed
@@ -468,22 +556,21 @@ impl Applier {
             live: None,
             dry_run: None,
         };
-        let api = prepared.api(&self.client);
+        let raw = prepared.raw(&self.client);
         let name = prepared.desired.id.name.clone();
         let params = self.apply_params(true);
-        let patch = Patch::Apply(&prepared.desired.object);
+        let body = &prepared.desired.object;
+        let dry_run_once = || raw.dry_run(&name, &params, body);
         let read = async {
             match listed {
                 Some(listed) => Ok(listed.get(&name).cloned()),
-                None => retrying(|| api.get_opt(&name))
-                    .await
-                    .map(|live| live.map(to_value)),
+                None => retrying(|| raw.get(&name)).await,
             }
         };
         // The live object and the dry-run are independent unless the policy depends on
         // whether the object exists; then the dry-run waits for the read.
         let (live, dry_run) = if policy == ApplyPolicy::Apply {
-            let dry = retrying(|| api.patch(&name, &params, &patch));
+            let dry = retrying(dry_run_once);
             let (live, dry) = futures::join!(read, dry);
             (live, Some(dry))
         } else {
@@ -496,12 +583,12 @@ impl Applier {
         let dry_run = match dry_run {
             Some(dry) => Some(dry),
             None if policy == ApplyPolicy::Skip || live.is_some() => None,
-            None => Some(retrying(|| api.patch(&name, &params, &patch)).await),
+            None => Some(retrying(dry_run_once).await),
         };
         prepared.live = live;
         match dry_run {
             None => {}
-            Some(Ok(result)) => prepared.dry_run = Some(to_value(result)),
+            Some(Ok(result)) => prepared.dry_run = Some(result),
             Some(Err(error))
                 if is_not_found(&error)
                     && prepared.namespaced
@@ -565,17 +652,17 @@ impl Applier {
     }
 
     async fn apply_one(&self, object: &Prepared) -> Result<(), ApplyError> {
-        let api = object.api(&self.client);
         let name = &object.desired.id.name;
         let params = self.apply_params(false);
         let body = &object.desired.object;
-        let patch = Patch::Apply(body);
-        match retrying(|| api.patch(name, &params, &patch)).await {
+        let raw = object.raw(&self.client);
+        match retrying(|| raw.apply(name, &params, body)).await {
             Ok(_) => Ok(()),
             Err(kube::Error::Api(status))
                 if self.force && status.code == 422 && status.message.contains("immutable") =>
             {
                 // The object cannot be changed in place; `force` asks to replace it.
+                let api = object.api(&self.client);
                 let foreground = DeleteParams::foreground();
                 let deleted = retrying(|| api.delete(name, &foreground)).await;
                 if let Err(source) = deleted.map(drop)
