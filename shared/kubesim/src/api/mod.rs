@@ -209,11 +209,23 @@ pub fn partial(obj: &Value) -> Value {
 
 /// Sets apiVersion/kind to the requested version (CRD versions are served without conversion).
 pub fn served(obj: &Value, t: &Target) -> Value {
-    let mut o = if t.rt.is_events_v1() {
-        crate::events::to_events_v1(obj)
+    if t.rt.is_events_v1() {
+        with_type(crate::events::to_events_v1(obj), t)
     } else {
-        obj.clone()
-    };
+        with_type(obj.clone(), t)
+    }
+}
+
+/// [`served`] for an object the caller no longer needs.
+pub fn into_served(obj: Value, t: &Target) -> Value {
+    if t.rt.is_events_v1() {
+        with_type(crate::events::to_events_v1(&obj), t)
+    } else {
+        with_type(obj, t)
+    }
+}
+
+fn with_type(mut o: Value, t: &Target) -> Value {
     if let Some(m) = o.as_object_mut() {
         m.insert("apiVersion".into(), json!(t.api_version()));
         m.insert("kind".into(), json!(t.rt.kind));

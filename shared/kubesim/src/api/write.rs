@@ -16,7 +16,7 @@ pub fn create(sim: &Sim, st: &mut State, t: &Target, p: &Params, body: &[u8]) ->
     let dry = p.dry_run()?;
     let manager = p.manager()?;
     let created = create_object(sim, st, t, &mut obj, &manager, dry, None)?;
-    Ok(Reply::Json(201, served(&created, t)))
+    Ok(Reply::Json(201, into_served(created, t)))
 }
 
 pub(super) fn strict_fields(t: &Target, obj: &Value, p: &Params) -> ApiResult<()> {
@@ -48,7 +48,8 @@ pub(super) fn strict_fields(t: &Target, obj: &Value, p: &Params) -> ApiResult<()
     )))
 }
 
-/// Creates `obj` (already decoded); `applied` carries the managedFields of a server-side apply.
+/// Creates `obj` (already decoded, and taken: it is left empty); `applied` carries the
+/// managedFields of a server-side apply.
 pub fn create_object(
     sim: &Sim,
     st: &mut State,
@@ -138,10 +139,11 @@ pub fn create_object(
     if applied.is_none() {
         ssa::track_update(&t.scope(), None, obj, manager);
     }
+    // The caller is done with `obj`: hand it over rather than copy it.
     if dry {
-        return Ok(obj.clone());
+        return Ok(std::mem::take(obj));
     }
-    let stored = st.put(key, obj.clone())?;
+    let stored = st.put(key, std::mem::take(obj))?;
     Ok((*stored).clone())
 }
 
@@ -453,11 +455,11 @@ pub fn update(st: &mut State, t: &Target, p: &Params, body: &[u8]) -> ApiResult<
                 .unwrap_or(json!([])),
         );
         let out = finalize_namespace(st, &t.key(name), n)?;
-        return Ok(Reply::Json(200, served(&out, t)));
+        return Ok(Reply::Json(200, into_served(out, t)));
     }
     strict_fields(t, &new, p)?;
     let out = commit(st, t, &old, new, Some(&manager), dry)?;
-    Ok(Reply::Json(200, served(&out, t)))
+    Ok(Reply::Json(200, into_served(out, t)))
 }
 
 pub(super) const PATCH_TYPES: [&str; 4] = [
@@ -528,7 +530,7 @@ pub fn patch(sim: &Sim, st: &mut State, t: &Target, p: &Params, body: &[u8]) -> 
                 let mut obj = ssa::apply(&scope, None, &applied, &manager, force)?;
                 meta_mut(&mut obj).insert("name".into(), json!(name));
                 let created = create_object(sim, st, t, &mut obj, &manager, dry, Some(()))?;
-                Ok(Reply::Json(201, served(&created, t)))
+                Ok(Reply::Json(201, into_served(created, t)))
             }
             Some(old) => {
                 let mut base = (*old).clone();
@@ -541,7 +543,7 @@ pub fn patch(sim: &Sim, st: &mut State, t: &Target, p: &Params, body: &[u8]) -> 
                     meta_mut(&mut new).insert("resourceVersion".into(), json!(rv));
                 }
                 let out = commit(st, t, &old, new, None, dry)?;
-                Ok(Reply::Json(200, served(&out, t)))
+                Ok(Reply::Json(200, into_served(out, t)))
             }
         };
     }
@@ -608,5 +610,5 @@ pub fn patch(sim: &Sim, st: &mut State, t: &Target, p: &Params, body: &[u8]) -> 
     }
     strict_fields(t, &new, p)?;
     let out = commit(st, t, &old, new, Some(&manager), dry)?;
-    Ok(Reply::Json(200, served(&out, t)))
+    Ok(Reply::Json(200, into_served(out, t)))
 }
