@@ -118,7 +118,12 @@ impl<A: ObjectActor> Registry<A> {
     pub fn start(api: Api<A::Object>, deps: A::Deps) -> RegistryHandle<A> {
         let (synced, synced_rx) = watch::channel(false);
         let addr = Registry::create(move |ctx| {
-            ctx.add_stream(watcher(api, watcher::Config::default()).default_backoff());
+            // No actor reads `managedFields`, often the biggest part of an object: kept out
+            // of the copy the registry and each actor hold.
+            let stream = watcher(api, watcher::Config::default())
+                .default_backoff()
+                .modify(|object| object.meta_mut().managed_fields = None);
+            ctx.add_stream(stream);
             Registry {
                 deps,
                 children: HashMap::new(),

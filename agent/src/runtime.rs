@@ -80,7 +80,24 @@ pub async fn kube_client(config: &AgentConfig) -> Result<Client, StartError> {
             .map_err(StartError::Kubeconfig)?,
         None => Config::infer().await.map_err(StartError::Infer)?,
     };
-    Client::try_from(kube_config).map_err(StartError::Client)
+    client_from(kube_config).map_err(StartError::Client)
+}
+
+/// Requests to the API server in flight at once, from all actors together. Over HTTP/1.1
+/// each request in flight holds a connection of its own, with its buffers and TLS state,
+/// kept open in the pool afterwards: unbounded, a thousand reconciles finishing together
+/// opened over a hundred. The rest wait in the client's queue; a watch holds its slot only
+/// until the API server answers with headers.
+pub const MAX_REQUESTS_IN_FLIGHT: usize = 32;
+
+/// The agent's client for `config`: kube's default stack, with at most
+/// [`MAX_REQUESTS_IN_FLIGHT`] requests in flight.
+pub fn client_from(config: Config) -> Result<Client, kube::Error> {
+    Ok(kube::client::ClientBuilder::try_from(config)?
+        .with_layer(&tower::limit::ConcurrencyLimitLayer::new(
+            MAX_REQUESTS_IN_FLIGHT,
+        ))
+        .build())
 }
 
 /// Waits until the API server answers, retrying with capped exponential backoff.
