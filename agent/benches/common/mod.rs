@@ -18,6 +18,8 @@ use serde_json::json;
 pub const SERVE_ENV: &str = "FLOTILLA_BENCH_SERVE_KUBESIM";
 /// Set, to the kubeconfig path, in the child process that runs the agent.
 pub const AGENT_ENV: &str = "FLOTILLA_BENCH_RUN_AGENT";
+/// A command line the agent child is run under (a profiler), when set.
+pub const AGENT_WRAPPER_ENV: &str = "FLOTILLA_BENCH_AGENT_WRAPPER";
 
 /// Call first in `main`: in the kubesim child, serves and returns `true`.
 pub fn serve_kubesim_if_child() -> bool {
@@ -166,7 +168,11 @@ fn run_agent(kubeconfig: &std::path::Path) {
     let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
     let kubeconfig = std::fs::read_to_string(kubeconfig).expect("kubeconfig");
     actix::System::new().block_on(async move {
-        let client = client(&kubeconfig).await;
+        let kubeconfig = Kubeconfig::from_yaml(&kubeconfig).expect("kubeconfig");
+        let config = Config::from_custom_kubeconfig(kubeconfig, &KubeConfigOptions::default())
+            .await
+            .expect("config");
+        let client = agent::runtime::client_from(config).expect("client");
         let hub = ArtifactHub::default().start();
         let context = AgentContext {
             client: client.clone(),
@@ -210,7 +216,7 @@ fn run_agent(kubeconfig: &std::path::Path) {
 /// The agent in a child process; killed on drop.
 pub struct AgentProcess {
     child: std::process::Child,
-    stdin: std::process::ChildStdin,
+    stdin: Option<std::process::ChildStdin>,
     /// Where the agent's logs go.
     pub log: std::path::PathBuf,
 }
@@ -220,7 +226,18 @@ impl AgentProcess {
     pub fn start(sim: &Sim) -> AgentProcess {
         let log =
             std::env::temp_dir().join(format!("flotilla-bench-agent-{}.log", std::process::id()));
-        let mut child = Command::new(std::env::current_exe().expect("exe"))
+        // A profiler for the agent alone, e.g. `valgrind --tool=massif`.
+        let wrapper = std::env::var(AGENT_WRAPPER_ENV).unwrap_or_default();
+        let exe = std::env::current_exe().expect("exe");
+        let mut command = match wrapper.split_whitespace().collect::<Vec<_>>().as_slice() {
+            [program, args @ ..] => {
+                let mut command = Command::new(program);
+                command.args(args).arg(exe);
+                command
+            }
+            [] => Command::new(exe),
+        };
+        let mut child = command
             .env(AGENT_ENV, &sim.kubeconfig)
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
@@ -237,7 +254,7 @@ impl AgentProcess {
             "agent child failed; see {}",
             log.display()
         );
-        let stdin = child.stdin.take().expect("stdin");
+        let stdin = child.stdin.take();
         AgentProcess { child, stdin, log }
     }
 
@@ -252,8 +269,9 @@ impl AgentProcess {
         };
         let mut line = serde_json::to_string(&line).expect("publish line");
         line.push('\n');
-        self.stdin.write_all(line.as_bytes()).expect("publish");
-        self.stdin.flush().expect("publish");
+        let stdin = self.stdin.as_mut().expect("agent stdin");
+        stdin.write_all(line.as_bytes()).expect("publish");
+        stdin.flush().expect("publish");
     }
 
     /// `VmHWM` (peak) and `VmRSS` (now) of the agent process, in MiB.
@@ -285,7 +303,17 @@ pub struct Memory {
 }
 
 impl Drop for AgentProcess {
+    /// Closes stdin, so that the agent exits by itself (and a profiler it runs under writes
+    /// its report), and kills it if it has not within a minute.
     fn drop(&mut self) {
+        drop(self.stdin.take());
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+        while std::time::Instant::now() < deadline {
+            if let Ok(Some(_)) = self.child.try_wait() {
+                return;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
