@@ -75,7 +75,9 @@ pub fn parse_documents(text: &str, limits: Limits) -> Result<Vec<Option<Node>>, 
     }
     let mut fixed: Option<String> = None;
     let mut prepassed = false;
-    for _ in 0..10_000 {
+    // Each retry parses the whole text again, so their number bounds the work a hostile
+    // file can cause; real files need the prepass and rarely any retry after it.
+    for _ in 0..MAX_QUOTED_RETRIES {
         let current = fixed.as_deref().unwrap_or(text);
         match parse_once(current, limits) {
             Err(Retry::Quoted { .. }) if !prepassed => {
@@ -85,7 +87,8 @@ pub fn parse_documents(text: &str, limits: Limits) -> Result<Vec<Option<Node>>, 
                 fixed = Some(indent_all_quoted_continuations(current));
             }
             Err(Retry::Quoted { line, offset }) => {
-                match indent_quoted_continuation(current, line, offset) {
+                // A fix that changes nothing would be retried forever.
+                match indent_quoted_continuation(current, line, offset).filter(|t| t != current) {
                     Some(t) => fixed = Some(t),
                     None => {
                         return Err(YamlError::Syntax {
@@ -106,6 +109,7 @@ pub fn parse_documents(text: &str, limits: Limits) -> Result<Vec<Option<Node>>, 
 }
 
 const QUOTED_INDENT: &str = "invalid indentation in multiline quoted scalar";
+const MAX_QUOTED_RETRIES: usize = 64;
 
 enum Retry {
     /// A quoted scalar continues at its key's indentation: go-yaml accepts that, the
