@@ -199,7 +199,7 @@ where
 }
 
 /// Requests in flight per reconcile for dry-runs and for applies of one kind.
-pub const APPLY_CONCURRENCY: usize = 8;
+pub const APPLY_CONCURRENCY: usize = 16;
 
 /// Objects of one kind in one namespace from which the live objects are LISTed at once.
 const LIST_THRESHOLD: usize = 8;
