@@ -61,7 +61,7 @@ pub fn main() -> ExitCode {
     match outcome {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {
-            eprintln!("error: {error:#}");
+            eprintln!("error: {}", crate::cmd::describe(&error));
             ExitCode::FAILURE
         }
     }

@@ -50,7 +50,7 @@ pub fn main(mut argv: impl Iterator<Item = OsString>) -> ExitCode {
     match run(args) {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {
-            eprintln!("error: {error:#}");
+            eprintln!("error: {}", crate::cmd::describe(&error));
             ExitCode::FAILURE
         }
     }

@@ -22,3 +22,43 @@ pub fn init_process() {
         .with_writer(std::io::stderr)
         .try_init();
 }
+
+/// An error and its causes on one line, as `{:#}` prints them but without a cause whose text
+/// its parent already includes (errors that show their source in their own message).
+pub fn describe(error: &anyhow::Error) -> String {
+    let mut text = String::new();
+    for cause in error.chain() {
+        let cause = cause.to_string();
+        if text.contains(&cause) {
+            continue;
+        }
+        if !text.is_empty() {
+            text.push_str(": ");
+        }
+        text.push_str(&cause);
+    }
+    text
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[derive(Debug, thiserror::Error)]
+    #[error("cannot listen on 127.0.0.1:9444: {source}")]
+    struct Bind {
+        source: std::io::Error,
+    }
+
+    #[test]
+    fn a_cause_already_in_its_parents_text_is_not_repeated() {
+        let bind = Bind {
+            source: std::io::Error::new(std::io::ErrorKind::AddrInUse, "address in use"),
+        };
+        let error = anyhow::Error::new(bind).context("starting the fleet");
+        assert_eq!(
+            describe(&error),
+            "starting the fleet: cannot listen on 127.0.0.1:9444: address in use"
+        );
+    }
+}
