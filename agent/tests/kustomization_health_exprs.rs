@@ -215,4 +215,6 @@ async fn an_expression_that_cannot_be_evaluated_waits_until_the_timeout() {
         message.contains("timeout waiting for: [Widget/default/silent status: 'Unknown'"),
         "{message}"
     );
+    // The reason it could not be told is in the message, as in Flux.
+    assert!(message.contains("status.phase == 'Ready'"), "{message}");
 }

@@ -803,6 +803,12 @@ impl Applier {
                             health.message
                         )));
                     }
+                    // Why the status cannot be told (e.g. a health expression failing to
+                    // evaluate) is what the user needs to read at the timeout.
+                    HealthStatus::Unknown => pending.push(format!(
+                        "{} status: 'Unknown': {}",
+                        target.subject, health.message
+                    )),
                     status => pending.push(format!("{} status: '{status:?}'", target.subject)),
                 }
             }
