@@ -113,6 +113,14 @@ pub enum CompileError {
         expression: String,
         limit: &'static str,
     },
+    /// Uses a CEL function this agent does not provide.
+    #[error(
+        "the CEL expression '{expression}' uses {function}(), which this agent does not support"
+    )]
+    Unsupported {
+        expression: String,
+        function: &'static str,
+    },
     /// No thread could be started to parse it on.
     #[error("failed to parse the CEL expression '{expression}': no thread to parse it on")]
     NoThread {
@@ -263,6 +271,18 @@ fn prepare(source: &str) -> Result<IdedExpr, CompileError> {
             expression: source.to_string(),
             message: errors.to_string(),
         })?;
+    // The time functions need a time-zone database that would make every `flotilla`
+    // process start measurably slower; a health expression has little use for them.
+    let references = parsed.references();
+    if let Some(function) = ["timestamp", "duration"]
+        .into_iter()
+        .find(|f| references.has_function(f))
+    {
+        return Err(CompileError::Unsupported {
+            expression: source.to_string(),
+            function,
+        });
+    }
     let (depth, last_id) = measure(&parsed);
     if depth > MAX_DEPTH {
         return Err(CompileError::TooLarge {
@@ -415,6 +435,20 @@ mod tests {
                 ],
             },
         })
+    }
+
+    #[test]
+    fn the_time_functions_are_refused_when_compiled() {
+        let error =
+            Expression::compile("timestamp(status.lastUpdate) > timestamp('2026-01-01T00:00:00Z')")
+                .err()
+                .map(|e| e.to_string())
+                .unwrap_or_default();
+        assert!(
+            error.contains("uses timestamp(), which this agent does not support"),
+            "{error}"
+        );
+        assert!(Expression::compile("duration('1m') > duration('1s')").is_err());
     }
 
     #[test]
