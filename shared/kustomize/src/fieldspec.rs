@@ -156,17 +156,20 @@ impl TransformerConfig {
 
     /// The builtin configuration, shared.
     pub fn defaults_shared() -> Arc<TransformerConfig> {
-        static SHARED: OnceLock<Arc<TransformerConfig>> = OnceLock::new();
-        SHARED
-            .get_or_init(|| Arc::new(TransformerConfig::defaults().clone()))
-            .clone()
+        Self::loaded().clone()
     }
 
     /// kustomize's builtin configuration, loaded from `builtin/fieldspecs.tsv` (generated from
     /// `builtin/fieldspecs.yaml` by `tools/gen_fieldspecs.py`).
     pub fn defaults() -> &'static TransformerConfig {
-        static DEFAULTS: OnceLock<TransformerConfig> = OnceLock::new();
-        DEFAULTS.get_or_init(|| parse_tsv(include_str!("builtin/fieldspecs.tsv")))
+        Self::loaded()
+    }
+
+    /// Parsed once per process and never copied: a short-lived `flotilla kustomize` pays for
+    /// it on every run.
+    fn loaded() -> &'static Arc<TransformerConfig> {
+        static DEFAULTS: OnceLock<Arc<TransformerConfig>> = OnceLock::new();
+        DEFAULTS.get_or_init(|| Arc::new(parse_tsv(include_str!("builtin/fieldspecs.tsv"))))
     }
 }
 
