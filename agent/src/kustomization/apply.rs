@@ -870,6 +870,13 @@ pub struct Target {
     pub subject: String,
 }
 
+impl Target {
+    /// The API of this object's kind, where it lives.
+    pub fn api(&self, client: &Client) -> Api<DynamicObject> {
+        api_for(client, &self.resource, self.namespaced, &self.namespace)
+    }
+}
+
 impl From<&Prepared> for Target {
     fn from(p: &Prepared) -> Self {
         Target {

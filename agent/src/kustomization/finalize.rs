@@ -81,20 +81,27 @@ pub async fn finalize(deps: &Deps, object: &Kustomization) -> Outcome {
                     error.failure.message,
                     inventory_of(object).entries.len()
                 );
-                tracing::warn!(%namespace, %name, %message, "finalizing without pruning");
-                emit(
-                    deps,
-                    object,
-                    "Warning",
-                    reasons::PRUNE_FAILED,
-                    &message,
-                    None,
-                )
-                .await;
+                warn(deps, object, &message).await;
             }
         }
     }
     release(deps, object).await
+}
+
+/// A deletion that goes on despite a problem: logged and recorded as a Warning event.
+async fn warn(deps: &Deps, object: &Kustomization, message: &str) {
+    let name = object.name_any();
+    let namespace = object.namespace().unwrap_or_default();
+    tracing::warn!(%namespace, %name, %message, "finalizing");
+    emit(
+        deps,
+        object,
+        "Warning",
+        reasons::PRUNE_FAILED,
+        message,
+        None,
+    )
+    .await;
 }
 
 fn inventory_of(object: &Kustomization) -> ResourceInventory {
@@ -157,16 +164,7 @@ async fn delete_objects(
             .map_or_else(|| object.spec.interval.as_std(), |t| t.as_std());
         if let Err(left) = wait_until_gone(&applier, &deleted, timeout).await {
             let message = format!("failed to wait for resources termination: {left}");
-            tracing::warn!(%namespace, %name, %message, "finalizing");
-            emit(
-                deps,
-                object,
-                "Warning",
-                reasons::PRUNE_FAILED,
-                &message,
-                None,
-            )
-            .await;
+            warn(deps, object, &message).await;
         }
     }
     Ok(())
@@ -195,11 +193,7 @@ async fn wait_until_gone(
                 // Its kind is gone: so is the object.
                 continue;
             };
-            let api: Api<kube::api::DynamicObject> = if target.namespaced {
-                Api::namespaced_with(applier.client.clone(), &target.namespace, &target.resource)
-            } else {
-                Api::all_with(applier.client.clone(), &target.resource)
-            };
+            let api = target.api(&applier.client);
             match api.get_opt(&target.name).await {
                 Ok(None) => {}
                 Ok(Some(_)) | Err(_) => left.push(target.subject),

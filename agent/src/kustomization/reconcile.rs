@@ -504,11 +504,7 @@ async fn keep_ignored_paths(
             else {
                 continue;
             };
-            let api: Api<kube::api::DynamicObject> = if target.namespaced {
-                Api::namespaced_with(applier.client.clone(), &target.namespace, &target.resource)
-            } else {
-                Api::all_with(applier.client.clone(), &target.resource)
-            };
+            let api = target.api(&applier.client);
             let live = apply::retrying(|| api.get_opt(&target.name))
                 .await
                 .map_err(|source| ApplyError::Read {
