@@ -155,37 +155,60 @@ fn ready(object: &GitRepository) -> Option<(String, String)> {
     Some((condition.status.clone(), condition.reason.clone()))
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn an_agent_fetches_a_repository_applies_it_and_follows_new_commits() {
-    let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
-    let server = kubesim::Server::start(kubesim::Config::default())
-        .await
-        .unwrap_or_else(|e| panic!("{e}"));
-    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
-    let kubeconfig = dir.path().join("kubeconfig");
-    std::fs::write(&kubeconfig, server.kubeconfig()).unwrap_or_else(|e| panic!("{e}"));
-    let client = support_ks::client_for(&server).await;
-    support_ks::install_crds(&client).await;
-    apply(
-        &client,
-        json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "flux-system"}}),
-    )
-    .await;
+/// kubesim with Flux's CRDs and namespace, its kubeconfig on disk, and a Git repository with
+/// one commit (the value "one").
+struct Bed {
+    server: kubesim::RunningServer,
+    dir: tempfile::TempDir,
+    kubeconfig: PathBuf,
+    client: Client,
+    repo: PathBuf,
+    /// The first commit's hash.
+    first: String,
+}
 
-    let repo = dir.path().join("repo");
-    std::fs::create_dir_all(&repo).unwrap_or_else(|e| panic!("{e}"));
-    git(&repo, &["init", "-q", "-b", "main"]);
-    let first = commit(&repo, "one");
+impl Bed {
+    async fn start() -> Bed {
+        let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
+        let server = kubesim::Server::start(kubesim::Config::default())
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+        let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+        let kubeconfig = dir.path().join("kubeconfig");
+        std::fs::write(&kubeconfig, server.kubeconfig()).unwrap_or_else(|e| panic!("{e}"));
+        let client = support_ks::client_for(&server).await;
+        support_ks::install_crds(&client).await;
+        apply(
+            &client,
+            json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "flux-system"}}),
+        )
+        .await;
+        let repo = dir.path().join("repo");
+        std::fs::create_dir_all(&repo).unwrap_or_else(|e| panic!("{e}"));
+        git(&repo, &["init", "-q", "-b", "main"]);
+        let first = commit(&repo, "one");
+        Bed {
+            server,
+            dir,
+            kubeconfig,
+            client,
+            repo,
+            first,
+        }
+    }
+}
 
-    let _agent = start_agent(kubeconfig, dir.path().join("storage"));
-    apply(&client, json!({
+/// A GitRepository `fleet` of `repo`'s main branch and a Kustomization `settings` of its
+/// `deploy` directory.
+async fn follow(client: &Client, repo: &Path) {
+    apply(client, json!({
         "apiVersion": "source.toolkit.fluxcd.io/v1", "kind": "GitRepository",
         "metadata": {"name": "fleet", "namespace": "flux-system"},
         "spec": {"interval": "10m", "url": format!("file://{}", repo.display()), "ref": {"branch": "main"}},
     }))
     .await;
     apply(
-        &client,
+        client,
         json!({
             "apiVersion": "kustomize.toolkit.fluxcd.io/v1", "kind": "Kustomization",
             "metadata": {"name": "settings", "namespace": "flux-system"},
@@ -194,6 +217,21 @@ async fn an_agent_fetches_a_repository_applies_it_and_follows_new_commits() {
         }),
     )
     .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_agent_fetches_a_repository_applies_it_and_follows_new_commits() {
+    let Bed {
+        server,
+        dir,
+        kubeconfig,
+        client,
+        repo,
+        first,
+    } = Bed::start().await;
+
+    let _agent = start_agent(kubeconfig, dir.path().join("storage"));
+    follow(&client, &repo).await;
 
     let sources: Api<GitRepository> = Api::namespaced(client.clone(), "flux-system");
     let fetched = until("the GitRepository to be Ready", || async {
@@ -307,40 +345,15 @@ async fn an_agent_fetches_a_repository_applies_it_and_follows_new_commits() {
 /// source actors republish what they stored.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_restarted_agent_keeps_its_kustomizations_ready() {
-    let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
-    let server = kubesim::Server::start(kubesim::Config::default())
-        .await
-        .unwrap_or_else(|e| panic!("{e}"));
-    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
-    let kubeconfig = dir.path().join("kubeconfig");
-    std::fs::write(&kubeconfig, server.kubeconfig()).unwrap_or_else(|e| panic!("{e}"));
-    let client = support_ks::client_for(&server).await;
-    support_ks::install_crds(&client).await;
-    apply(
-        &client,
-        json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "flux-system"}}),
-    )
-    .await;
-    let repo = dir.path().join("repo");
-    std::fs::create_dir_all(&repo).unwrap_or_else(|e| panic!("{e}"));
-    git(&repo, &["init", "-q", "-b", "main"]);
-    commit(&repo, "one");
-    apply(&client, json!({
-        "apiVersion": "source.toolkit.fluxcd.io/v1", "kind": "GitRepository",
-        "metadata": {"name": "fleet", "namespace": "flux-system"},
-        "spec": {"interval": "10m", "url": format!("file://{}", repo.display()), "ref": {"branch": "main"}},
-    }))
-    .await;
-    apply(
-        &client,
-        json!({
-            "apiVersion": "kustomize.toolkit.fluxcd.io/v1", "kind": "Kustomization",
-            "metadata": {"name": "settings", "namespace": "flux-system"},
-            "spec": {"interval": "10m", "path": "./deploy", "prune": true,
-                     "sourceRef": {"kind": "GitRepository", "name": "fleet"}},
-        }),
-    )
-    .await;
+    let Bed {
+        server,
+        dir,
+        kubeconfig,
+        client,
+        repo,
+        ..
+    } = Bed::start().await;
+    follow(&client, &repo).await;
     let kustomizations: Api<api::kustomize::Kustomization> =
         Api::namespaced(client.clone(), "flux-system");
     let reconciliations = |k: &api::kustomize::Kustomization| {
