@@ -418,6 +418,33 @@ pub(super) fn immutable(
     causes
 }
 
+/// A PUT or PATCH of the scale subresource: only `spec.replicas` changes, owned by the
+/// writer under the subresource's own managedFields entry.
+fn write_scale(
+    st: &mut State,
+    t: &Target,
+    old: &Value,
+    new: &Value,
+    manager: &str,
+    dry: bool,
+) -> ApiResult<Reply> {
+    let replicas = new.pointer("/spec/replicas").cloned().unwrap_or(json!(1));
+    let mut n = old.clone();
+    set_in(&mut n, &["spec", "replicas"], replicas);
+    let whole = Target {
+        sub: None,
+        ..t.clone()
+    };
+    let scope = Scope {
+        rt: &t.rt,
+        version: &t.version,
+        subresource: "scale",
+    };
+    ssa::track_update(&scope, Some(old), &mut n, manager);
+    let out = commit(st, &whole, old, n, None, dry)?;
+    Ok(Reply::Json(200, scale_of(&out, t)))
+}
+
 /// PUT.
 pub fn update(st: &mut State, t: &Target, p: &Params, body: &[u8]) -> ApiResult<Reply> {
     let name = t.name.as_deref().unwrap_or_default();
@@ -428,22 +455,7 @@ pub fn update(st: &mut State, t: &Target, p: &Params, body: &[u8]) -> ApiResult<
         .get(&t.key(name))
         .ok_or_else(|| ApiError::not_found(&t.rt.group, &t.rt.resource, name))?;
     if t.sub() == "scale" {
-        let replicas = new.pointer("/spec/replicas").cloned().unwrap_or(json!(1));
-        let mut n = (*old).clone();
-        set_in(&mut n, &["spec", "replicas"], replicas);
-        let t2 = Target {
-            sub: None,
-            ..t.clone()
-        };
-        // The scale subresource owns spec.replicas under its own managedFields entry.
-        let scope = Scope {
-            rt: &t.rt,
-            version: &t.version,
-            subresource: "scale",
-        };
-        ssa::track_update(&scope, Some(&old), &mut n, &manager);
-        let out = commit(st, &t2, &old, n, None, dry)?;
-        return Ok(Reply::Json(200, scale_of(&out, t)));
+        return write_scale(st, t, &old, &new, &manager, dry);
     }
     if t.sub() == "finalize" && t.rt.resource == "namespaces" {
         let mut n = (*old).clone();
@@ -585,22 +597,7 @@ pub fn patch(sim: &Sim, st: &mut State, t: &Target, p: &Params, body: &[u8]) -> 
         _ => return Err(ApiError::unsupported_media(&PATCH_TYPES)),
     };
     if t.sub() == "scale" {
-        let replicas = new.pointer("/spec/replicas").cloned().unwrap_or(json!(1));
-        let mut n = (*old).clone();
-        set_in(&mut n, &["spec", "replicas"], replicas);
-        let t2 = Target {
-            sub: None,
-            ..t.clone()
-        };
-        // The scale subresource owns spec.replicas under its own managedFields entry.
-        let scope = Scope {
-            rt: &t.rt,
-            version: &t.version,
-            subresource: "scale",
-        };
-        ssa::track_update(&scope, Some(&old), &mut n, &manager);
-        let out = commit(st, &t2, &old, n, None, dry)?;
-        return Ok(Reply::Json(200, scale_of(&out, t)));
+        return write_scale(st, t, &old, &new, &manager, dry);
     }
     // A patch that does not name a resourceVersion is unconditional.
     if meta_str(&new, "resourceVersion") == meta_str(&base, "resourceVersion")
