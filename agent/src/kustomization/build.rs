@@ -548,7 +548,7 @@ async fn variables(
 mod tests {
     use super::*;
 
-    fn spec(extra: Value) -> KustomizationSpec {
+    pub(super) fn spec(extra: Value) -> KustomizationSpec {
         let mut base = json!({"interval": "1m", "prune": true, "sourceRef": {"kind": "GitRepository", "name": "repo"}});
         if let (Some(b), Some(e)) = (base.as_object_mut(), extra.as_object()) {
             b.extend(e.clone());
@@ -647,16 +647,9 @@ mod tests {
 
 #[cfg(test)]
 mod decryption_tests {
+    use super::tests::spec;
     use super::*;
     use crate::kustomization::decrypt::test_encryptor::{Sealer, age_key};
-
-    fn spec(extra: Value) -> KustomizationSpec {
-        let mut base = json!({"interval": "1m", "prune": true, "sourceRef": {"kind": "GitRepository", "name": "repo"}});
-        if let (Some(b), Some(e)) = (base.as_object_mut(), extra.as_object()) {
-            b.extend(e.clone());
-        }
-        serde_json::from_value(base).unwrap_or_else(|e| panic!("{e}"))
-    }
 
     #[test]
     fn objects_are_decrypted_after_the_spec_transformations_and_before_substitution() {
