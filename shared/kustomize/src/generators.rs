@@ -5,6 +5,7 @@ use sha2::{Digest, Sha256};
 
 use crate::build::{Acc, Builder};
 use crate::error::{Error, Result};
+use crate::fs::join;
 use crate::kustomization::{GeneratorArgs, GeneratorOptions, Kustomization};
 use crate::resource::{Behavior, Object};
 use crate::yaml::{Node, go_json, go_json_string};
@@ -43,51 +44,114 @@ fn remove_quotes(s: &str) -> &str {
     }
 }
 
-/// The key/value pairs of a generator, in kustomize's order (envs, literals, files).
-fn pairs(b: &Builder, dir: &str, a: &GeneratorArgs) -> Result<Vec<(String, String)>> {
-    let mut out: Vec<(String, String)> = Vec::new();
-    for e in &a.envs {
-        let bytes = b.read_file(dir, e)?;
-        let text = String::from_utf8(bytes).map_err(|_| Error::msg(format!("{e}: not UTF-8")))?;
-        for (i, line) in text.split('\n').enumerate() {
-            let line = line.strip_suffix('\r').unwrap_or(line);
-            let line = if i == 0 {
-                line.trim_start_matches('\u{feff}')
-            } else {
-                line
-            };
-            let line = line.trim_start();
-            if line.is_empty() || line.starts_with('#') {
-                continue;
-            }
-            let (k, v) = line.split_once('=').unwrap_or((line, ""));
-            out.push((k.to_string(), v.to_string()));
+/// A file a generator reads, checked as kustomize's loader checks it: existence first
+/// (so a missing file outside the root reads as missing), then confinement to `dir`.
+fn read_source(b: &Builder, dir: &str, rel: &str) -> Result<Vec<u8>> {
+    let p = join(dir, rel)?;
+    if b.fs.kind(&p).is_none() {
+        return Err(Error::msg(format!(
+            "evalsymlink failure on '{p}' : lstat {p}: no such file or directory"
+        )));
+    }
+    b.read_file(dir, rel)
+}
+
+/// The lines of an env file as kustomize reads them: `KEY=value`, `KEY` alone for an empty
+/// value; blank lines and `#` comments skipped; no quote or `export` handling.
+fn env_pairs(bytes: &[u8], out: &mut Vec<(String, Vec<u8>)>) -> Result<()> {
+    let mut lines: Vec<&[u8]> = bytes.split(|&c| c == b'\n').collect();
+    if lines.last().is_some_and(|l| l.is_empty()) {
+        lines.pop();
+    }
+    for (i, line) in lines.into_iter().enumerate() {
+        let line = line.strip_suffix(b"\r").unwrap_or(line);
+        let Ok(line) = std::str::from_utf8(line) else {
+            let numbers: Vec<String> = line.iter().map(u8::to_string).collect();
+            return Err(Error::msg(format!(
+                "line [{}] has invalid utf8 bytes : {}",
+                numbers.join(" "),
+                String::from_utf8_lossy(line)
+            )));
+        };
+        let line = if i == 0 {
+            line.strip_prefix('\u{feff}').unwrap_or(line)
+        } else {
+            line
+        };
+        let line = line.trim_start();
+        if line.is_empty() || line.starts_with('#') {
+            continue;
         }
+        let (k, v) = line.split_once('=').unwrap_or((line, ""));
+        out.push((k.to_string(), v.as_bytes().to_vec()));
+    }
+    Ok(())
+}
+
+/// kustomize's `ParseFileSource`: `path` (keyed by its base name) or `key=path`.
+fn parse_file_source(source: &str) -> Result<(String, String)> {
+    let separators = source.matches('=').count();
+    if separators == 0 {
+        let trimmed = source.trim_end_matches('/');
+        let key = if trimmed.is_empty() {
+            if source.is_empty() { "." } else { "/" }
+        } else {
+            trimmed.rsplit('/').next().unwrap_or(trimmed)
+        };
+        return Ok((key.to_string(), source.to_string()));
+    }
+    if separators > 1 {
+        return Err(Error::msg(format!(
+            "source {source:?} key name or file path contains '='"
+        )));
+    }
+    let (key, path) = source.split_once('=').unwrap_or((source, ""));
+    if key.is_empty() {
+        return Err(Error::msg(format!(
+            "missing key name for file path {path:?} in source {source:?}"
+        )));
+    }
+    if path.is_empty() {
+        return Err(Error::msg(format!(
+            "missing file path for key name {key:?} in source {source:?}"
+        )));
+    }
+    Ok((key.to_string(), path.to_string()))
+}
+
+/// Go's `%v` of a string list.
+fn go_list(items: &[String]) -> String {
+    format!("[{}]", items.join(" "))
+}
+
+/// The key/value pairs of a generator, in kustomize's order (envs, literals, files).
+fn pairs(b: &Builder, dir: &str, a: &GeneratorArgs) -> Result<Vec<(String, Vec<u8>)>> {
+    let mut out: Vec<(String, Vec<u8>)> = Vec::new();
+    let loading = |e: Error, what: &str, list: &[String]| {
+        e.context(format!("{what}{}", go_list(list)))
+            .context("loading KV pairs")
+    };
+    for e in &a.envs {
+        read_source(b, dir, e)
+            .and_then(|bytes| env_pairs(&bytes, &mut out))
+            .map_err(|err| loading(err, "env source files: ", &a.envs))?;
     }
     for l in &a.literals {
         let Some((k, v)) = l.split_once('=').filter(|(k, _)| !k.is_empty()) else {
-            return Err(Error::msg(format!(
-                "invalid literal source {l}, expected key=value"
-            )));
+            return Err(loading(
+                Error::msg(format!("invalid literal source {l}, expected key=value")),
+                "literal sources ",
+                &a.literals,
+            ));
         };
-        out.push((k.to_string(), remove_quotes(v).to_string()));
+        out.push((k.to_string(), remove_quotes(v).as_bytes().to_vec()));
     }
     for f in &a.files {
-        let (key, path) = match f.split_once('=') {
-            Some((k, p)) => {
-                if k.is_empty() || p.is_empty() {
-                    return Err(Error::msg(format!(
-                        "file source {f}: key and path must not be empty"
-                    )));
-                }
-                (k.to_string(), p.to_string())
-            }
-            None => (f.rsplit('/').next().unwrap_or(f).to_string(), f.clone()),
-        };
-        let bytes = b.read_file(dir, &path)?;
-        let text = String::from_utf8(bytes)
-            .map_err(|_| Error::msg(format!("{path}: binary files are not supported")))?;
-        out.push((key, text));
+        let (key, path) =
+            parse_file_source(f).map_err(|e| loading(e, "file sources: ", &a.files))?;
+        let bytes =
+            read_source(b, dir, &path).map_err(|e| loading(e, "file sources: ", &a.files))?;
+        out.push((key, bytes));
     }
     let mut seen = std::collections::HashSet::new();
     for (k, _) in &out {
@@ -135,17 +199,22 @@ fn make(
             ),
         ));
     }
-    let data: Vec<(String, Node)> = pairs(b, dir, a)?
-        .into_iter()
-        .map(|(k, v)| {
-            let v = if secret {
-                base64::engine::general_purpose::STANDARD.encode(v.as_bytes())
-            } else {
-                v
-            };
-            (k, Node::str(v))
-        })
-        .collect();
+    if a.name.is_empty() {
+        return Err(Error::msg("a configmap must have a name"));
+    }
+    let base64 = |v: &[u8]| Node::str(base64::engine::general_purpose::STANDARD.encode(v));
+    let mut data = Vec::new();
+    let mut binary = Vec::new();
+    for (k, v) in pairs(b, dir, a)? {
+        if secret {
+            data.push((k, base64(&v)));
+        } else {
+            match String::from_utf8(v) {
+                Ok(text) => data.push((k, Node::str(text))),
+                Err(e) => binary.push((k, base64(e.as_bytes()))),
+            }
+        }
+    }
     let mut node = Node::Map(vec![
         ("apiVersion".into(), Node::str("v1")),
         (
@@ -154,8 +223,12 @@ fn make(
         ),
         ("metadata".into(), Node::Map(meta)),
     ]);
-    if !data.is_empty() {
+    // kustomize creates a Secret's data map even when empty; a ConfigMap's only when used.
+    if secret || !data.is_empty() {
         node.set("data", Node::Map(data));
+    }
+    if !binary.is_empty() {
+        node.set("binaryData", Node::Map(binary));
     }
     if secret {
         let t = if a.secret_type.is_empty() {
@@ -171,10 +244,10 @@ fn make(
     let mut o = Object::new(node);
     o.needs_hash = opts.disable_name_suffix_hash != Some(true);
     o.behavior = match a.behavior.as_str() {
-        "" | "create" => Behavior::Create,
         "merge" => Behavior::Merge,
         "replace" => Behavior::Replace,
-        other => return Err(Error::msg(format!("invalid behavior '{other}'"))),
+        // kustomize reads any other word as unspecified, which creates.
+        _ => Behavior::Create,
     };
     Ok(o)
 }
