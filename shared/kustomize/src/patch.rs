@@ -1,6 +1,8 @@
 //! Patches: strategic merge (kyaml's merge2 semantics, as kustomize v5 applies them) and
 //! JSON 6902, with kustomize's target selectors.
 
+mod json6902;
+
 use regex::Regex;
 
 use crate::build::{Acc, Builder, read_yaml};
@@ -377,194 +379,6 @@ pub(crate) fn apply_smp(
 }
 
 // ---------------------------------------------------------------------------------------------
-// JSON 6902
-
-fn unescape(tok: &str) -> String {
-    tok.replace("~1", "/").replace("~0", "~")
-}
-
-fn pointer(path: &str) -> Result<Vec<String>> {
-    if path.is_empty() {
-        return Ok(Vec::new());
-    }
-    let Some(rest) = path.strip_prefix('/') else {
-        return Err(Error::msg(format!(
-            "JSON pointer must be empty or start with a \"/\": {path}"
-        )));
-    };
-    Ok(rest.split('/').map(unescape).collect())
-}
-
-fn get_ptr<'a>(n: &'a Node, toks: &[String]) -> Option<&'a Node> {
-    toks.iter().try_fold(n, |n, t| match n {
-        Node::Map(_) => n.get(t),
-        Node::Seq(items) => t.parse::<usize>().ok().and_then(|i| items.get(i)),
-        _ => None,
-    })
-}
-
-fn get_ptr_mut<'a>(n: &'a mut Node, toks: &[String]) -> Option<&'a mut Node> {
-    let mut cur = n;
-    for t in toks {
-        cur = match cur {
-            Node::Map(_) => cur.get_mut(t)?,
-            Node::Seq(items) => items.get_mut(t.parse::<usize>().ok()?)?,
-            _ => return None,
-        };
-    }
-    Some(cur)
-}
-
-/// Creates missing mappings along `toks` (kustomize applies JSON patches with
-/// `EnsurePathExistsOnAdd`).
-fn ensure_path(doc: &mut Node, toks: &[String]) {
-    let mut cur = doc;
-    for t in toks {
-        if cur.is_null() {
-            *cur = Node::map();
-        }
-        cur = match cur {
-            Node::Map(_) => {
-                if cur.get(t).is_none() {
-                    cur.set(t, Node::map());
-                }
-                match cur.get_mut(t) {
-                    Some(n) => n,
-                    None => return,
-                }
-            }
-            Node::Seq(items) => match t.parse::<usize>().ok().and_then(|i| items.get_mut(i)) {
-                Some(n) => n,
-                None => return,
-            },
-            _ => return,
-        };
-    }
-}
-
-fn add(doc: &mut Node, path: &str, value: Node) -> Result<()> {
-    let toks = pointer(path)?;
-    let Some((last, parent)) = toks.split_last() else {
-        *doc = value;
-        return Ok(());
-    };
-    ensure_path(doc, parent);
-    let p = get_ptr_mut(doc, parent).ok_or_else(|| {
-        Error::msg(format!(
-            "add operation does not apply: doc is missing path: \"{path}\": missing value"
-        ))
-    })?;
-    match p {
-        Node::Map(_) => {
-            p.set(last, value);
-            Ok(())
-        }
-        Node::Seq(items) => {
-            let i = if last == "-" {
-                items.len()
-            } else {
-                last.parse::<usize>()
-                    .map_err(|_| Error::msg(format!("add operation: invalid index in {path}")))?
-            };
-            if i > items.len() {
-                return Err(Error::msg(format!(
-                    "add operation does not apply: index out of range in {path}"
-                )));
-            }
-            items.insert(i, value);
-            Ok(())
-        }
-        _ => Err(Error::msg(format!(
-            "add operation does not apply: doc is missing path: \"{path}\""
-        ))),
-    }
-}
-
-fn remove(doc: &mut Node, path: &str) -> Result<Node> {
-    let toks = pointer(path)?;
-    let Some((last, parent)) = toks.split_last() else {
-        return Err(Error::msg("remove of the whole document"));
-    };
-    let missing = || {
-        Error::msg(format!(
-            "remove operation does not apply: doc is missing path: \"{path}\": missing value"
-        ))
-    };
-    let p = get_ptr_mut(doc, parent).ok_or_else(missing)?;
-    match p {
-        Node::Map(_) => p.remove(last).ok_or_else(missing),
-        Node::Seq(items) => {
-            let i = last.parse::<usize>().map_err(|_| missing())?;
-            if i >= items.len() {
-                return Err(missing());
-            }
-            Ok(items.remove(i))
-        }
-        _ => Err(missing()),
-    }
-}
-
-fn json_equal(a: &Node, b: &Node) -> bool {
-    crate::yaml::go_json(a).ok() == crate::yaml::go_json(b).ok()
-}
-
-pub(crate) fn apply_json6902(doc: &mut Node, ops: &Node) -> Result<()> {
-    let Some(ops) = ops.as_seq() else {
-        return Err(Error::msg("json patch is not a list of operations"));
-    };
-    for op in ops {
-        let kind = op.str_at(&["op"]).unwrap_or("");
-        let path = op.str_at(&["path"]).unwrap_or("");
-        let value = || {
-            op.get("value")
-                .cloned()
-                .ok_or_else(|| Error::msg(format!("{kind} operation has no value")))
-        };
-        match kind {
-            "add" => add(doc, path, value()?)?,
-            "remove" => {
-                remove(doc, path)?;
-            }
-            "replace" => {
-                let toks = pointer(path)?;
-                let slot = get_ptr_mut(doc, &toks).ok_or_else(|| {
-                    Error::msg(format!("replace operation does not apply: doc is missing key: {path}: missing value"))
-                })?;
-                *slot = value()?;
-            }
-            "move" | "copy" => {
-                let from = op.str_at(&["from"]).unwrap_or("");
-                let v = if kind == "move" {
-                    remove(doc, from)?
-                } else {
-                    get_ptr(doc, &pointer(from)?).cloned().ok_or_else(|| {
-                        Error::msg(format!(
-                            "copy operation does not apply: doc is missing from path: {from}"
-                        ))
-                    })?
-                };
-                add(doc, path, v)?;
-            }
-            "test" => {
-                let cur = get_ptr(doc, &pointer(path)?);
-                let want = op.get("value").cloned().unwrap_or_else(Node::null);
-                let ok = match cur {
-                    Some(c) => json_equal(c, &want),
-                    None => want.is_null(),
-                };
-                if !ok {
-                    return Err(Error::msg(format!(
-                        "testing value {path} failed: test failed"
-                    )));
-                }
-            }
-            other => return Err(Error::msg(format!("Unexpected kind: {other}"))),
-        }
-    }
-    Ok(())
-}
-
-// ---------------------------------------------------------------------------------------------
 // Selection and application
 
 fn anchored(p: &str) -> Result<Option<Regex>> {
@@ -741,21 +555,93 @@ fn patch_docs(b: &Builder, dir: &str, p: &Patch) -> Result<(Vec<Node>, String)> 
     }
 }
 
-/// One entry of `patches` (or legacy `patchesJson6902`).
+/// Go's `%q` of a string, as kustomize names an inline patch in its errors.
+fn go_quote(s: &str) -> String {
+    let mut out = String::from("\"");
+    for c in s.chars() {
+        match c {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            '\n' => out.push_str("\\n"),
+            '\t' => out.push_str("\\t"),
+            '\r' => out.push_str("\\r"),
+            c if (c as u32) < 0x20 || c == '\u{7f}' => {
+                out.push_str(&format!("\\x{:02x}", c as u32))
+            }
+            c => out.push(c),
+        }
+    }
+    out.push('"');
+    out
+}
+
+/// How kustomize's PatchTransformer names a patch in its errors.
+fn patch_source(p: &Patch) -> String {
+    match (p.path.as_deref().filter(|s| !s.is_empty()), &p.patch) {
+        (Some(path), _) => format!("[path: {}]", go_quote(path)),
+        (None, Some(text)) => format!("[patch: {}]", go_quote(text.trim())),
+        (None, None) => String::new(),
+    }
+}
+
+/// Applies a JSON patch to the selected objects. The patch sees the annotations recording
+/// earlier ids, as kustomize keeps them in the object while it builds.
+fn apply_json_ops(acc: &mut Acc, target: &Selector, ops: &Node, store_id: bool) -> Result<()> {
+    for i in select(&acc.objs, target)? {
+        let o = &mut acc.objs[i];
+        if store_id {
+            // kustomize records the id first, so renames by JSON patch still resolve references.
+            o.store_previous_id();
+        }
+        json6902::apply(&mut o.node, ops, &o.prev_ids)?;
+    }
+    Ok(())
+}
+
+/// One entry of legacy `patchesJson6902` (kustomize's PatchJson6902Transformer).
+#[allow(dead_code)] // until build.rs calls it for `patchesJson6902`
+pub(crate) fn apply_legacy_json6902(
+    b: &Builder,
+    dir: &str,
+    p: &Patch,
+    acc: &mut Acc,
+) -> Result<()> {
+    let Some(target) = p.target.as_ref().filter(|t| !t.name.is_empty()) else {
+        return Err(Error::msg("must specify the target name"));
+    };
+    let path = p.path.as_deref().filter(|s| !s.is_empty());
+    let inline = p.patch.as_deref().filter(|s| !s.is_empty());
+    match (path, inline) {
+        (None, None) => return Err(Error::msg("empty file path and empty jsonOp")),
+        (Some(_), Some(_)) => {
+            return Err(Error::msg("must specify a file path or jsonOp, not both"));
+        }
+        _ => {}
+    }
+    let (docs, _) = patch_docs(b, dir, p)?;
+    match docs.first() {
+        Some(ops @ Node::Seq(items)) if !items.is_empty() => {
+            apply_json_ops(acc, target, ops, false)
+        }
+        _ => Err(Error::msg(format!(
+            "patch appears to be empty; file={}, JsonOp={}",
+            path.unwrap_or(""),
+            inline.unwrap_or("")
+        ))),
+    }
+}
+
+/// One entry of `patches` (kustomize's PatchTransformer).
 pub(crate) fn apply_patch(b: &Builder, dir: &str, p: &Patch, acc: &mut Acc) -> Result<()> {
-    let (docs, file) = patch_docs(b, dir, p)?;
+    let (docs, _) = patch_docs(b, dir, p)?;
+    let file = patch_source(p);
     if let [ops @ Node::Seq(_)] = docs.as_slice() {
         let Some(target) = &p.target else {
             return Err(Error::msg(format!(
                 "must specify a target for JSON patch {file}"
             )));
         };
-        for i in select(&acc.objs, target)? {
-            // kustomize records the id first, so renames by JSON patch still resolve references.
-            acc.objs[i].store_previous_id();
-            apply_json6902(&mut acc.objs[i].node, ops)?;
-        }
-        return Ok(());
+        return apply_json_ops(acc, target, ops, true);
     }
     for d in &docs {
         if !matches!(d, Node::Map(_)) {
