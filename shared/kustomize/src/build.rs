@@ -191,6 +191,14 @@ impl Builder<'_> {
             let k = Kustomization::from_node(&doc).map_err(|e| e.context(p.clone()))?;
             self.warnings
                 .extend(k.deprecations.iter().map(|w| w.to_string()));
+            let errors = k.kind_errors();
+            if !errors.is_empty() {
+                return Err(Error::msg(format!(
+                    "Failed to read kustomization file under {}:\n{}",
+                    if dir.is_empty() { "." } else { dir },
+                    errors.join("\n")
+                )));
+            }
             return Ok((k, p));
         }
         if generate {

@@ -28,9 +28,8 @@ fn merged_options(local: &GeneratorOptions, global: Option<&GeneratorOptions>) -
     };
     o.labels = merge(&g.labels, &local.labels);
     o.annotations = merge(&g.annotations, &local.annotations);
-    if o.disable_name_suffix_hash.is_none() {
-        o.disable_name_suffix_hash = g.disable_name_suffix_hash;
-    }
+    // Either level disabling the hash disables it, as kustomize merges the two booleans.
+    o.disable_name_suffix_hash = local.disable_name_suffix_hash || g.disable_name_suffix_hash;
     o.immutable = local.immutable || g.immutable;
     o
 }
@@ -242,7 +241,7 @@ fn make(
         node.set("immutable", Node::plain("true"));
     }
     let mut o = Object::new(node);
-    o.needs_hash = opts.disable_name_suffix_hash != Some(true);
+    o.needs_hash = !opts.disable_name_suffix_hash;
     o.behavior = match a.behavior.as_str() {
         "merge" => Behavior::Merge,
         "replace" => Behavior::Replace,

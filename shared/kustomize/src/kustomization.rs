@@ -2,7 +2,7 @@
 //! apply them in kustomize's order).
 
 use crate::error::{Error, Result};
-use crate::yaml::Node;
+use crate::yaml::{Node, v2_plain_is_string};
 
 /// A patch target selector.
 #[derive(Clone, Debug, Default)]
@@ -41,7 +41,7 @@ pub struct GeneratorArgs {
 pub struct GeneratorOptions {
     pub labels: Vec<(String, String)>,
     pub annotations: Vec<(String, String)>,
-    pub disable_name_suffix_hash: Option<bool>,
+    pub disable_name_suffix_hash: bool,
     pub immutable: bool,
 }
 
@@ -65,6 +65,8 @@ pub struct Label {
 /// A kustomization file.
 #[derive(Clone, Debug, Default)]
 pub struct Kustomization {
+    pub kind: String,
+    pub api_version: String,
     pub is_component: bool,
     pub resources: Vec<String>,
     pub components: Vec<String>,
@@ -123,42 +125,383 @@ const DEPRECATED: &[(&str, &str)] = &[
     ),
 ];
 
-const KNOWN: &[&str] = &[
-    "apiVersion",
-    "kind",
-    "metadata",
-    "resources",
-    "bases",
-    "components",
-    "namespace",
-    "namePrefix",
-    "nameSuffix",
-    "commonLabels",
-    "labels",
-    "commonAnnotations",
-    "images",
-    "imageTags",
-    "replicas",
-    "configMapGenerator",
-    "secretGenerator",
-    "generatorOptions",
-    "patches",
-    "patchesStrategicMerge",
-    "patchesJson6902",
-    "replacements",
-    "vars",
-    "crds",
-    "configurations",
-    "transformers",
-    "generators",
-    "validators",
-    "sortOptions",
-    "buildMetadata",
-    "openapi",
-    "helmCharts",
-    "helmGlobals",
-    "helmChartInflationGenerator",
+/// The Go type of a kustomization field, as `encoding/json` decodes into it.
+#[derive(Clone, Copy)]
+enum GoType {
+    /// A string kind, named as Go prints its type (`string`, `types.SortOrder`).
+    Str(&'static str),
+    Bool,
+    Int64,
+    StrMap,
+    BoolMap,
+    List(&'static GoType),
+    Struct(&'static GoStruct),
+    /// Decoded by other parts of the engine, with their own checks.
+    Any,
+}
+
+struct GoStruct {
+    name: &'static str,
+    fields: &'static [(&'static str, GoType)],
+}
+
+const STRING: GoType = GoType::Str("string");
+const STRINGS: GoType = GoType::List(&STRING);
+
+const GENERATOR_OPTIONS: GoStruct = GoStruct {
+    name: "GeneratorOptions",
+    fields: &[
+        ("labels", GoType::StrMap),
+        ("annotations", GoType::StrMap),
+        ("disableNameSuffixHash", GoType::Bool),
+        ("immutable", GoType::Bool),
+    ],
+};
+
+const GENERATOR_FIELDS: [(&str, GoType); 9] = [
+    ("namespace", STRING),
+    ("name", STRING),
+    ("behavior", STRING),
+    ("literals", STRINGS),
+    ("files", STRINGS),
+    ("envs", STRINGS),
+    ("env", STRING),
+    ("options", GoType::Struct(&GENERATOR_OPTIONS)),
+    ("type", STRING),
 ];
+
+const CONFIG_MAP_ARGS: GoStruct = GoStruct {
+    name: "ConfigMapArgs",
+    fields: GENERATOR_FIELDS.split_at(8).0,
+};
+
+const SECRET_ARGS: GoStruct = GoStruct {
+    name: "SecretArgs",
+    fields: &GENERATOR_FIELDS,
+};
+
+const SELECTOR: GoStruct = GoStruct {
+    name: "Selector",
+    fields: &[
+        ("group", STRING),
+        ("version", STRING),
+        ("kind", STRING),
+        ("name", STRING),
+        ("namespace", STRING),
+        ("annotationSelector", STRING),
+        ("labelSelector", STRING),
+    ],
+};
+
+const PATCH: GoStruct = GoStruct {
+    name: "Patch",
+    fields: &[
+        ("path", STRING),
+        ("patch", STRING),
+        ("target", GoType::Struct(&SELECTOR)),
+        ("options", GoType::BoolMap),
+    ],
+};
+
+const IMAGE: GoStruct = GoStruct {
+    name: "Image",
+    fields: &[
+        ("name", STRING),
+        ("newName", STRING),
+        ("tagSuffix", STRING),
+        ("newTag", STRING),
+        ("digest", STRING),
+    ],
+};
+
+const REPLICA: GoStruct = GoStruct {
+    name: "Replica",
+    fields: &[("name", STRING), ("count", GoType::Int64)],
+};
+
+const FIELD_SPEC: GoStruct = GoStruct {
+    name: "FieldSpec",
+    fields: &[
+        ("group", STRING),
+        ("version", STRING),
+        ("kind", STRING),
+        ("path", STRING),
+        ("create", GoType::Bool),
+    ],
+};
+
+const LABEL: GoStruct = GoStruct {
+    name: "Label",
+    fields: &[
+        ("pairs", GoType::StrMap),
+        ("includeSelectors", GoType::Bool),
+        ("includeTemplates", GoType::Bool),
+        ("fields", GoType::List(&GoType::Struct(&FIELD_SPEC))),
+    ],
+};
+
+const LEGACY_SORT_OPTIONS: GoStruct = GoStruct {
+    name: "LegacySortOptions",
+    fields: &[("orderFirst", STRINGS), ("orderLast", STRINGS)],
+};
+
+const SORT_OPTIONS: GoStruct = GoStruct {
+    name: "SortOptions",
+    fields: &[
+        ("order", GoType::Str("types.SortOrder")),
+        ("legacySortOptions", GoType::Struct(&LEGACY_SORT_OPTIONS)),
+    ],
+};
+
+const OBJECT_META: GoStruct = GoStruct {
+    name: "ObjectMeta",
+    fields: &[
+        ("name", STRING),
+        ("namespace", STRING),
+        ("labels", GoType::StrMap),
+        ("annotations", GoType::StrMap),
+    ],
+};
+
+const ANY_LIST: GoType = GoType::List(&GoType::Any);
+
+const KUSTOMIZATION: GoStruct = GoStruct {
+    name: "Kustomization",
+    fields: &[
+        ("kind", STRING),
+        ("apiVersion", STRING),
+        ("metadata", GoType::Struct(&OBJECT_META)),
+        ("openapi", GoType::StrMap),
+        ("namePrefix", STRING),
+        ("nameSuffix", STRING),
+        ("namespace", STRING),
+        ("commonLabels", GoType::StrMap),
+        ("labels", GoType::List(&GoType::Struct(&LABEL))),
+        ("commonAnnotations", GoType::StrMap),
+        (
+            "patchesStrategicMerge",
+            GoType::List(&GoType::Str("types.PatchStrategicMerge")),
+        ),
+        ("patchesJson6902", GoType::List(&GoType::Struct(&PATCH))),
+        ("patches", GoType::List(&GoType::Struct(&PATCH))),
+        ("images", GoType::List(&GoType::Struct(&IMAGE))),
+        ("imageTags", GoType::List(&GoType::Struct(&IMAGE))),
+        ("replacements", ANY_LIST),
+        ("replicas", GoType::List(&GoType::Struct(&REPLICA))),
+        ("vars", ANY_LIST),
+        ("sortOptions", GoType::Struct(&SORT_OPTIONS)),
+        ("resources", STRINGS),
+        ("components", STRINGS),
+        ("crds", STRINGS),
+        ("bases", STRINGS),
+        (
+            "configMapGenerator",
+            GoType::List(&GoType::Struct(&CONFIG_MAP_ARGS)),
+        ),
+        (
+            "secretGenerator",
+            GoType::List(&GoType::Struct(&SECRET_ARGS)),
+        ),
+        ("helmGlobals", GoType::Any),
+        ("helmCharts", ANY_LIST),
+        ("helmChartInflationGenerator", ANY_LIST),
+        ("generatorOptions", GoType::Struct(&GENERATOR_OPTIONS)),
+        ("configurations", STRINGS),
+        ("generators", STRINGS),
+        ("transformers", STRINGS),
+        ("validators", STRINGS),
+        ("buildMetadata", STRINGS),
+    ],
+};
+
+impl GoType {
+    fn name(&self) -> String {
+        match self {
+            GoType::Str(name) => name.to_string(),
+            GoType::Bool => "bool".into(),
+            GoType::Int64 => "int64".into(),
+            GoType::StrMap => "map[string]string".into(),
+            GoType::BoolMap => "map[string]bool".into(),
+            GoType::List(item) => format!("[]{}", item.name()),
+            GoType::Struct(s) => format!("types.{}", s.name),
+            GoType::Any => "interface {}".into(),
+        }
+    }
+}
+
+/// What a YAML value is once sigs.k8s.io/yaml has turned it into JSON (go-yaml v2 typing).
+#[derive(Clone, Copy, PartialEq)]
+enum JsonKind {
+    Null,
+    Bool(bool),
+    Number,
+    String,
+    Array,
+    Object,
+}
+
+impl JsonKind {
+    fn of(n: &Node) -> JsonKind {
+        let s = match n {
+            Node::Map(_) => return JsonKind::Object,
+            Node::Seq(_) => return JsonKind::Array,
+            Node::Scalar(s) => s,
+        };
+        // The text decides (go-yaml v2 typing), unless the scalar was quoted.
+        if s.quoted {
+            return JsonKind::String;
+        }
+        match s.value.as_str() {
+            "" | "~" | "null" | "Null" | "NULL" => JsonKind::Null,
+            "y" | "Y" | "yes" | "Yes" | "YES" | "true" | "True" | "TRUE" | "on" | "On" | "ON" => {
+                JsonKind::Bool(true)
+            }
+            "n" | "N" | "no" | "No" | "NO" | "false" | "False" | "FALSE" | "off" | "Off"
+            | "OFF" => JsonKind::Bool(false),
+            text if v2_plain_is_string(text) => JsonKind::String,
+            _ => JsonKind::Number,
+        }
+    }
+
+    fn word(self) -> &'static str {
+        match self {
+            JsonKind::Null => "null",
+            JsonKind::Bool(_) => "bool",
+            JsonKind::Number => "number",
+            JsonKind::String => "string",
+            JsonKind::Array => "array",
+            JsonKind::Object => "object",
+        }
+    }
+}
+
+/// Decodes a kustomization document against kustomize's Go types the way `encoding/json`
+/// with unknown fields disallowed does: keys matched case-insensitively and renamed to the
+/// field's name, booleans spelled `true`/`false`, and the first error (in JSON's sorted key
+/// order) reported in Go's words.
+struct Decoder {
+    path: Vec<&'static str>,
+    first_error: Option<String>,
+}
+
+impl Decoder {
+    fn fail(&mut self, got: &str, struct_name: &str, ty: &GoType) {
+        if self.first_error.is_some() {
+            return;
+        }
+        self.first_error = Some(if self.path.is_empty() {
+            format!(
+                "json: cannot unmarshal {got} into Go value of type {}",
+                ty.name()
+            )
+        } else {
+            format!(
+                "json: cannot unmarshal {got} into Go struct field {struct_name}.{} of type {}",
+                self.path.join("."),
+                ty.name()
+            )
+        });
+    }
+
+    fn value(&mut self, n: &Node, ty: &GoType, struct_name: &str) -> Node {
+        let kind = JsonKind::of(n);
+        if kind == JsonKind::Null {
+            return n.clone();
+        }
+        match (ty, kind, n) {
+            (GoType::Any, ..) => n.clone(),
+            (GoType::Str(_), JsonKind::String, _) => n.clone(),
+            (GoType::Bool, JsonKind::Bool(b), _) => Node::plain(if b { "true" } else { "false" }),
+            (GoType::Int64, JsonKind::Number, Node::Scalar(s)) => {
+                if s.value.replace('_', "").parse::<i64>().is_err() {
+                    self.fail(&format!("number {}", s.value), struct_name, ty);
+                }
+                n.clone()
+            }
+            (GoType::StrMap | GoType::BoolMap, JsonKind::Object, Node::Map(entries)) => {
+                let item = if matches!(ty, GoType::StrMap) {
+                    STRING
+                } else {
+                    GoType::Bool
+                };
+                let mut sorted: Vec<&(String, Node)> = entries.iter().collect();
+                sorted.sort_by(|a, b| a.0.cmp(&b.0));
+                for (_, v) in sorted {
+                    self.value(v, &item, struct_name);
+                }
+                Node::Map(
+                    entries
+                        .iter()
+                        .map(|(k, v)| (k.clone(), self.value(v, &item, struct_name)))
+                        .collect(),
+                )
+            }
+            (GoType::List(item), JsonKind::Array, Node::Seq(items)) => Node::Seq(
+                items
+                    .iter()
+                    .map(|i| self.value(i, item, struct_name))
+                    .collect(),
+            ),
+            (GoType::Struct(s), JsonKind::Object, Node::Map(entries)) => self.object(entries, s),
+            _ => {
+                self.fail(kind.word(), struct_name, ty);
+                n.clone()
+            }
+        }
+    }
+
+    fn object(&mut self, entries: &[(String, Node)], s: &'static GoStruct) -> Node {
+        let mut sorted: Vec<&(String, Node)> = entries.iter().collect();
+        sorted.sort_by(|a, b| a.0.cmp(&b.0));
+        let mut out = Node::map();
+        for (key, v) in sorted {
+            let field = s
+                .fields
+                .iter()
+                .find(|f| f.0 == key)
+                .or_else(|| s.fields.iter().find(|f| f.0.eq_ignore_ascii_case(key)));
+            let Some((name, ty)) = field else {
+                if self.first_error.is_none() {
+                    self.first_error = Some(format!("json: unknown field {key:?}"));
+                }
+                continue;
+            };
+            self.path.push(name);
+            let decoded = self.value(v, ty, s.name);
+            self.path.pop();
+            out.set(name, decoded);
+        }
+        out
+    }
+}
+
+/// `doc` decoded as kustomize's `Kustomization` type (see [`Decoder`]).
+fn decode(doc: &Node) -> Result<Node> {
+    let mut d = Decoder {
+        path: Vec::new(),
+        first_error: None,
+    };
+    let ty = GoType::Struct(&KUSTOMIZATION);
+    let out = d.value(doc, &ty, KUSTOMIZATION.name);
+    match d.first_error {
+        Some(e) => Err(invalid(e)),
+        None => Ok(out),
+    }
+}
+
+/// Whether a decoded kustomization sets nothing beyond kind and apiVersion (kustomize's
+/// `CheckEmpty`: empty strings, false and null count as unset, empty lists and maps do not,
+/// except for the deprecated lists it folds into others).
+fn is_empty_kustomization(doc: &Node) -> bool {
+    doc.as_map().is_none_or(|entries| {
+        entries.iter().all(|(k, v)| match v {
+            _ if k == "kind" || k == "apiVersion" || v.is_null() => true,
+            Node::Scalar(s) => s.value.is_empty() || s.value == "false" || s.value == "0",
+            Node::Seq(items) => items.is_empty() && (k == "bases" || k == "imageTags"),
+            Node::Map(_) => false,
+        })
+    })
+}
 
 fn invalid(msg: String) -> Error {
     Error::InvalidKustomization(msg)
@@ -248,9 +591,7 @@ fn gen_options(n: &Node) -> Result<GeneratorOptions> {
     Ok(GeneratorOptions {
         labels: str_map(n, "labels")?,
         annotations: str_map(n, "annotations")?,
-        disable_name_suffix_hash: n
-            .get("disableNameSuffixHash")
-            .map(|_| bool_field(n, "disableNameSuffixHash")),
+        disable_name_suffix_hash: bool_field(n, "disableNameSuffixHash"),
         immutable: bool_field(n, "immutable"),
     })
 }
@@ -278,19 +619,35 @@ fn generator(n: &Node) -> Result<GeneratorArgs> {
 }
 
 impl Kustomization {
+    /// kustomize's `EnforceFields`: what is wrong with the kind and apiVersion, if anything.
+    pub fn kind_errors(&self) -> Vec<String> {
+        let mut errors = Vec::new();
+        if !self.kind.is_empty() && self.kind != "Kustomization" && self.kind != "Component" {
+            errors.push("kind should be Kustomization or Component".to_string());
+        }
+        let required = if self.kind == "Component" {
+            "kustomize.config.k8s.io/v1alpha1"
+        } else {
+            "kustomize.config.k8s.io/v1beta1"
+        };
+        if !self.api_version.is_empty() && self.api_version != required {
+            errors.push(format!("apiVersion for {} should be {required}", self.kind));
+        }
+        errors
+    }
+
     /// Reads a kustomization document; unknown fields are refused as kustomize refuses them.
     pub fn from_node(doc: &Node) -> Result<Kustomization> {
-        let Node::Map(entries) = doc else {
-            return Err(invalid("kustomization is not a mapping".into()));
-        };
-        for (k, _) in entries {
-            if !KNOWN.contains(&k.as_str()) {
-                return Err(invalid(format!("json: unknown field \"{k}\"")));
-            }
+        let decoded = decode(doc)?;
+        let doc = &decoded;
+        if is_empty_kustomization(doc) {
+            return Err(Error::msg("kustomization.yaml is empty"));
         }
         let kind = str_field(doc, "kind")?;
         let mut k = Kustomization {
             is_component: kind == "Component",
+            api_version: str_field(doc, "apiVersion")?,
+            kind,
             ..Default::default()
         };
         k.resources = str_list(doc, "resources")?;

@@ -15,4 +15,4 @@ pub use emit::to_yaml;
 pub use json::{JsonError, go_json, go_json_string};
 pub use node::{Node, Scalar, Tag};
 pub use parse::{Limits, YamlError, parse_documents};
-pub use resolve::{Resolved, resolve_v3};
+pub use resolve::{Resolved, resolve_v3, v2_plain_is_string};
