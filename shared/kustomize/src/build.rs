@@ -99,6 +99,7 @@ pub fn build_with_warnings(fs: &dyn FileSystem, entry: &str, opts: &Options) -> 
     };
     let (k, _) = b.load_kustomization(&entry, opts.generate_missing_kustomization)?;
     let mut acc = Acc::new();
+    b.stack.push(entry.clone());
     b.accumulate_target(&entry, &k, &mut acc)?;
     // The steps kustomize runs once, at the top level.
     generators::add_hashes(&mut acc.objs)?;
@@ -134,25 +135,125 @@ pub(crate) fn read_yaml(fs: &dyn FileSystem, path: &str, limits: Limits) -> Resu
         .collect())
 }
 
-/// The objects of a manifest file: documents, with `List` kinds expanded.
-pub(crate) fn objects_from_docs(docs: Vec<Node>, file: &str) -> Result<Vec<Object>> {
-    let mut out = Vec::new();
+/// The text of a metadata field kyaml counts as set (present, not null, not empty).
+fn meta_field<'a>(n: &'a Node, key: &str) -> Option<&'a Node> {
+    n.get(key).filter(|v| match v {
+        Node::Map(m) => !m.is_empty(),
+        Node::Seq(s) => !s.is_empty(),
+        Node::Scalar(_) => !v.is_null(),
+    })
+}
+
+/// Go's `%v` of a `map[string]string` (keys sorted).
+fn go_string_map(n: Option<&Node>) -> String {
+    let mut entries: Vec<(&str, &str)> = n
+        .and_then(Node::as_map)
+        .map(|m| {
+            m.iter()
+                .map(|(k, v)| (k.as_str(), v.as_str().unwrap_or("")))
+                .collect()
+        })
+        .unwrap_or_default();
+    entries.sort();
+    let items: Vec<String> = entries.iter().map(|(k, v)| format!("{k}:{v}")).collect();
+    format!("map[{}]", items.join(" "))
+}
+
+/// kyaml's `GetValidatedMetadata`, which every document of a resource file must pass: some
+/// metadata at all, a kind, and a name unless the kind is a list.
+fn validate_metadata(d: &Node) -> Result<()> {
+    let text = |n: Option<&Node>| n.and_then(Node::as_str).unwrap_or("").to_string();
+    let (api_version, kind) = (meta_field(d, "apiVersion"), meta_field(d, "kind"));
+    let meta = meta_field(d, "metadata").filter(|m| m.as_map().is_some());
+    let (name, namespace, labels, annotations) = match meta {
+        Some(m) => (
+            meta_field(m, "name"),
+            meta_field(m, "namespace"),
+            meta_field(m, "labels"),
+            meta_field(m, "annotations"),
+        ),
+        None => (None, None, None, None),
+    };
+    if [api_version, kind, name, namespace, labels, annotations]
+        .iter()
+        .all(Option::is_none)
+    {
+        return Err(Error::msg("missing Resource metadata"));
+    }
+    let kind_text = text(kind);
+    let shown = || {
+        format!(
+            "{{{{{} {kind_text}}} {{{{{} {}}} {} {}}}}}",
+            text(api_version),
+            text(name),
+            text(namespace),
+            go_string_map(labels),
+            go_string_map(annotations)
+        )
+    };
+    if kind_text.is_empty() {
+        return Err(Error::msg(format!("missing kind in object {}", shown())));
+    }
+    if !kind_text.ends_with("List") && text(name).is_empty() {
+        return Err(Error::msg(format!(
+            "missing metadata.name in object {}",
+            shown()
+        )));
+    }
+    Ok(())
+}
+
+fn is_nil_or_empty(n: &Node) -> bool {
+    n.is_null() || n.as_map().is_some_and(Vec::is_empty)
+}
+
+/// The objects of a manifest file as kustomize's resource factory makes them: documents
+/// validated, and `…List` kinds with items replaced by their items, which join the end of
+/// the queue (so they follow the file's later documents).
+pub(crate) fn objects_from_docs(docs: Vec<Node>) -> Result<Vec<Object>> {
+    let mut queue: std::collections::VecDeque<Node> = std::collections::VecDeque::new();
     for d in docs {
-        match &d {
-            Node::Map(m) if m.is_empty() => {}
-            Node::Map(_) => {
-                let kind = d.str_at(&["kind"]).unwrap_or("");
-                if kind.ends_with("List") && d.get("items").is_some_and(|i| i.as_seq().is_some()) {
-                    for item in d.get("items").and_then(Node::as_seq).into_iter().flatten() {
-                        if item.as_map().is_some_and(|m| !m.is_empty()) {
-                            out.push(Object::new(item.clone()));
-                        }
+        if is_nil_or_empty(&d) {
+            continue;
+        }
+        validate_metadata(&d)?;
+        queue.push_back(d);
+    }
+    let mut out = Vec::new();
+    while let Some(d) = queue.pop_front() {
+        let kind = d.str_at(&["kind"]).unwrap_or("");
+        if !kind.ends_with("List") {
+            out.push(Object::new(d));
+            continue;
+        }
+        match d.get("items") {
+            None => out.push(Object::new(d)),
+            Some(items) if items.is_null() => {}
+            Some(Node::Seq(items)) => {
+                for item in items {
+                    if is_nil_or_empty(item) {
+                        continue;
                     }
-                } else {
-                    out.push(Object::new(d));
+                    validate_metadata(item)?;
+                    queue.push_back(item.clone());
                 }
             }
-            _ => return Err(Error::msg(format!("{file}: document is not a mapping"))),
+            Some(other) => {
+                let found = match other {
+                    Node::Map(_) => "map[string]interface {}",
+                    Node::Scalar(s) if s.quoted => "string",
+                    Node::Scalar(s) => match crate::yaml::resolve_v3(&s.value) {
+                        crate::yaml::Resolved::Bool(_) => "bool",
+                        crate::yaml::Resolved::Int(_) => "int",
+                        crate::yaml::Resolved::Float(_) => "float64",
+                        _ => "string",
+                    },
+                    Node::Seq(_) => "[]interface {}",
+                };
+                return Err(Error::msg(format!(
+                    "expected array in {kind}/items, but found {found}"
+                )));
+            }
         }
     }
     Ok(out)
@@ -329,82 +430,113 @@ impl Builder<'_> {
         }
         let p = join(dir, rel)?;
         match self.fs.kind(&p) {
-            Some(EntryKind::File) => {
-                if !is_within(&p, dir) {
-                    return Err(Error::msg(format!(
-                        "accumulation err='accumulating resources from '{rel}': security; file '{p}' is not in or below '{dir}'': must build at directory: '{p}': file is not directory"
-                    )));
+            Some(EntryKind::File) => self.accumulate_file(dir, rel, &p, acc).map_err(|e| {
+                // Malformed YAML is reported alone; anything else after kustomize's second
+                // attempt, loading the file as a directory.
+                if matches!(e, Error::Context { ref source, .. } if matches!(**source, Error::Yaml { .. }))
+                {
+                    e
+                } else {
+                    Error::msg(format!(
+                        "accumulation err='{e}': must build at directory: '{p}': file is not directory"
+                    ))
                 }
-                let docs = read_yaml(self.fs, &p, self.opts.limits)
-                    .map_err(|e| e.context(format!("accumulating resources from '{rel}'")))?;
-                for o in objects_from_docs(docs, &p)? {
-                    acc.append(o)?;
-                }
-                Ok(())
-            }
-            Some(EntryKind::Dir) => {
-                let sub = self.build_base(&p).map_err(|e| {
-                    Error::msg(format!("accumulation err='accumulating resources from '{rel}': '{p}' must resolve to a file'"))
-                        .context_of(e)
-                })?;
-                for o in sub.objs {
-                    acc.append(o)
-                        .map_err(|e| e.context(format!("recursed merging from path '{p}'")))?;
-                }
-                acc.add_config(sub.extra);
-                acc.vars.extend(sub.vars);
-                Ok(())
-            }
+            }),
+            Some(EntryKind::Dir) => self.accumulate_directory(&p, false, acc).map_err(|e| {
+                Error::msg(format!(
+                    "accumulation err='accumulating resources from '{rel}': '{p}' must resolve to a file'"
+                ))
+                .context_of(e)
+            }),
             None => Err(Error::msg(format!(
                 "accumulation err='accumulating resources from '{rel}': evalsymlink failure on '{p}' : lstat {p}: no such file or directory': must build at directory: not a valid directory: evalsymlink failure on '{p}' : lstat {p}: no such file or directory"
             ))),
         }
     }
 
-    fn build_base(&mut self, dir: &str) -> Result<Acc> {
-        if self.stack.iter().any(|d| d == dir) {
+    fn accumulate_file(&mut self, dir: &str, rel: &str, p: &str, acc: &mut Acc) -> Result<()> {
+        let from = |e: Error| e.context(format!("accumulating resources from '{rel}'"));
+        if !is_within(p, dir) {
+            return Err(from(Error::msg(format!(
+                "security; file '{p}' is not in or below '{dir}'"
+            ))));
+        }
+        let docs = read_yaml(self.fs, p, self.opts.limits).map_err(from)?;
+        let objs = objects_from_docs(docs).map_err(from)?;
+        // Duplicates within the file are found while the file is read, others when merged.
+        let mut file_acc = Acc::new();
+        for o in objs {
+            file_acc.append(o).map_err(from)?;
+        }
+        for o in file_acc.objs {
+            acc.append(o)
+                .map_err(|e| e.context(format!("merging resources from '{rel}'")))?;
+        }
+        Ok(())
+    }
+
+    /// A base (`component` false) or component directory, as kustomize's
+    /// `accumulateDirectory`; the caller words the failure.
+    fn accumulate_directory(&mut self, p: &str, component: bool, acc: &mut Acc) -> Result<()> {
+        if let Some(visited) = self.stack.iter().find(|v| is_within(v, p)) {
             return Err(Error::msg(format!(
-                "cycle detected: candidate root '{dir}' contains visited root"
+                "cycle detected: candidate root '{p}' contains visited root '{visited}'"
             )));
         }
         let (k, _) = self
-            .load_kustomization(dir, false)
-            .map_err(|e| e.context(format!("couldn't make target for path '{dir}'")))?;
-        if k.is_component {
+            .load_kustomization(p, false)
+            .map_err(|e| e.context(format!("couldn't make target for path '{p}'")))?;
+        if component && !k.is_component {
             return Err(Error::msg(format!(
-                "'{dir}' is a Component and may only be listed under components"
+                "expected kind 'Component' for path '{p}' but got '{}'",
+                if k.kind.is_empty() {
+                    "Kustomization"
+                } else {
+                    &k.kind
+                }
             )));
         }
-        self.stack.push(dir.to_string());
-        let mut acc = Acc::new();
-        let r = self.accumulate_target(dir, &k, &mut acc);
+        if !component && k.is_component {
+            return Err(Error::msg(format!(
+                "expected kind != 'Component' for path '{p}'"
+            )));
+        }
+        self.stack.push(p.to_string());
+        let mut sub = Acc::new();
+        // A component adds to the caller's accumulator; a base builds its own, merged after.
+        let target = if component { &mut *acc } else { &mut sub };
+        let r = self.accumulate_target(p, &k, target);
         self.stack.pop();
-        r?;
-        Ok(acc)
+        r.map_err(|e| e.context(format!("recursed accumulation of path '{p}'")))?;
+        if component {
+            return Ok(());
+        }
+        for o in sub.objs {
+            acc.append(o)
+                .map_err(|e| e.context(format!("recursed merging from path '{p}'")))?;
+        }
+        acc.add_config(sub.extra);
+        acc.vars.extend(sub.vars);
+        Ok(())
     }
 
     fn accumulate_component(&mut self, dir: &str, rel: &str, acc: &mut Acc) -> Result<()> {
         let p = join(dir, rel)?;
-        if self.fs.kind(&p) != Some(EntryKind::Dir) {
-            return Err(Error::msg(format!(
-                "component '{rel}' must be a directory holding a Component kustomization"
-            )));
+        match self.fs.kind(&p) {
+            Some(EntryKind::Dir) => {}
+            Some(EntryKind::File) => {
+                return Err(Error::msg(format!(
+                    "loader.New \"must build at directory: '{p}': file is not directory\""
+                )));
+            }
+            None => {
+                return Err(Error::msg(format!(
+                    "loader.New \"must build at directory: not a valid directory: evalsymlink failure on '{p}' : lstat {p}: no such file or directory\""
+                )));
+            }
         }
-        let (k, file) = self.load_kustomization(&p, false)?;
-        if !k.is_component {
-            return Err(Error::msg(format!(
-                "{file}: expected kind 'Component' for path '{p}'"
-            )));
-        }
-        if self.stack.contains(&p) {
-            return Err(Error::msg(format!(
-                "cycle detected: candidate root '{p}' contains visited root"
-            )));
-        }
-        self.stack.push(p.clone());
-        let r = self.accumulate_target(&p, &k, acc);
-        self.stack.pop();
-        r
+        self.accumulate_directory(&p, true, acc)
+            .map_err(|e| Error::msg(format!("accumulateDirectory: {:?}", e.to_string())))
     }
 
     fn run_transformers(&mut self, dir: &str, k: &Kustomization, acc: &mut Acc) -> Result<()> {
