@@ -61,6 +61,23 @@ fn id_sort_string(id: &ResId) -> String {
     format!("{}|{ns}|{name}", id.gvk)
 }
 
+/// kustomize's `Gvk.IsLessThan` with the default orders, as an ordering (it also sorts the
+/// builtin field specs, which shows in error messages listing them).
+pub(crate) fn gvk_cmp(a: &Gvk, b: &Gvk) -> Ordering {
+    let order = |k: &str| -> i64 {
+        if let Some(i) = ORDER_FIRST.iter().position(|f| *f == k) {
+            return i as i64 - ORDER_FIRST.len() as i64;
+        }
+        if let Some(i) = ORDER_LAST.iter().position(|f| *f == k) {
+            return i as i64 + 1;
+        }
+        0
+    };
+    order(&a.kind)
+        .cmp(&order(&b.kind))
+        .then_with(|| gvk_sort_string(a).cmp(&gvk_sort_string(b)))
+}
+
 fn legacy(objs: &mut [Object], first: &[String], last: &[String]) {
     let order = |k: &str| -> i64 {
         if let Some(i) = first.iter().position(|f| f == k) {

@@ -221,16 +221,22 @@ pub(crate) fn replicas(
             }
             found = true;
             apply(&mut o.node, fs, Some(Create::Scalar), &mut |n| {
-                *n = match count {
-                    Node::Scalar(s) => Node::plain(s.value.clone()),
-                    other => other.clone(),
-                };
+                match count {
+                    // kyaml's setter keeps the quoting of the value it replaces.
+                    Node::Scalar(s) if matches!(n, Node::Scalar(_)) => {
+                        set_scalar_keep_style(n, &s.value)
+                    }
+                    Node::Scalar(s) => *n = Node::plain(s.value.clone()),
+                    other => *n = other.clone(),
+                }
                 Ok(())
             })?;
         }
     }
     if !found {
-        let gvks: Vec<String> = cfg.replicas.iter().map(|fs| fs.gvk.to_string()).collect();
+        let mut specs: Vec<&FieldSpec> = cfg.replicas.iter().collect();
+        specs.sort_by(|a, b| crate::sort::gvk_cmp(&a.gvk, &b.gvk));
+        let gvks: Vec<String> = specs.iter().map(|fs| fs.gvk.to_string()).collect();
         return Err(Error::msg(format!(
             "resource with name {name} does not match a config with the following GVK [{}]",
             gvks.join(" ")
