@@ -352,6 +352,11 @@ pub(crate) fn apply_smp(
         // Remember the old id first, so references to it follow the rename.
         o.store_previous_id();
     }
+    if patch.get("$patch").and_then(Node::as_str) == Some("replace") {
+        // kyaml hands back the patch as the merged root, but kustomize keeps merging into the
+        // resource in place: a root `replace` changes nothing.
+        return Ok(true);
+    }
     let node = std::mem::replace(&mut o.node, Node::map());
     match merge(Some(node), Some(patch.clone()), s, 0)? {
         None => Ok(false),
@@ -451,31 +456,40 @@ pub fn label_selector_matches(sel: &str, labels: &[(String, String)]) -> Result<
     Ok(true)
 }
 
+/// kustomize's `EffectiveNamespace`: selectors see an empty namespace as `default`.
+fn effective_namespace(id: &ResId) -> &str {
+    if id.gvk.is_cluster_scoped() {
+        "_non_namespaceable_"
+    } else if id.namespace.is_empty() {
+        "default"
+    } else {
+        &id.namespace
+    }
+}
+
+/// The objects a patch target selects: name, namespace, group, version and kind are anchored
+/// regular expressions; name and namespace may match the original or the current id.
 pub(crate) fn select(objs: &[Object], s: &Selector) -> Result<Vec<usize>> {
     let name = anchored(&s.name)?;
     let ns = anchored(&s.namespace)?;
-    let sel_gvk = Gvk {
-        group: s.group.clone(),
-        version: s.version.clone(),
-        kind: s.kind.clone(),
-    };
+    let group = anchored(&s.group)?;
+    let version = anchored(&s.version)?;
+    let kind = anchored(&s.kind)?;
+    let fits = |re: &Option<Regex>, text: &str| re.as_ref().is_none_or(|re| re.is_match(text));
     let mut out = Vec::new();
     for (i, o) in objs.iter().enumerate() {
         let org = crate::build::org_id(o);
         let cur = o.cur_id();
-        if let Some(re) = &ns
-            && !re.is_match(&org.namespace)
-            && !re.is_match(&cur.namespace)
-        {
+        if !fits(&ns, effective_namespace(&org)) && !fits(&ns, effective_namespace(&cur)) {
             continue;
         }
-        if let Some(re) = &name
-            && !re.is_match(&org.name)
-            && !re.is_match(&cur.name)
-        {
+        if !fits(&name, &org.name) && !fits(&name, &cur.name) {
             continue;
         }
-        if !cur.gvk.is_selected_by(&sel_gvk) {
+        if !(fits(&group, &cur.gvk.group)
+            && fits(&version, &cur.gvk.version)
+            && fits(&kind, &cur.gvk.kind))
+        {
             continue;
         }
         if !s.label_selector.is_empty()

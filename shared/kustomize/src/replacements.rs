@@ -8,28 +8,46 @@ use crate::patch::label_selector_matches;
 use crate::resource::{Gvk, Object, ResId};
 use crate::yaml::Node;
 
-/// Splits a field path on `.`, keeping `[a.b=c]` selectors whole.
+/// Splits a field path on `.` as kyaml's `SmarterPathSplitter` does: `\.` escapes a dot,
+/// a bracketed element holding dots stays whole (`[a.b=c]` keeps its brackets as a list
+/// selector, `[a.b]` loses them as a map key), and a leading dot is ignored.
 pub(crate) fn split_field_path(path: &str) -> Vec<String> {
-    let mut out = Vec::new();
-    let mut cur = String::new();
-    let mut depth = 0;
-    for c in path.chars() {
-        match c {
-            '[' => {
-                depth += 1;
-                cur.push(c);
+    let mut escaped: Vec<String> = Vec::new();
+    let mut parts = path.split('.').peekable();
+    if path.starts_with('.') && path.len() > 1 {
+        parts.next();
+    }
+    for p in parts {
+        match escaped.last_mut() {
+            Some(last) if last.ends_with('\\') => {
+                last.pop();
+                last.push('.');
+                last.push_str(p);
             }
-            ']' => {
-                depth -= 1;
-                cur.push(c);
-            }
-            '.' if depth == 0 => out.push(std::mem::take(&mut cur)),
-            c => cur.push(c),
+            _ => escaped.push(p.to_string()),
         }
     }
-    out.push(cur);
-    // kyaml skips empty elements, so `.metadata.name` reads like `metadata.name`.
-    out.retain(|p| !p.is_empty());
+    let mut out = Vec::with_capacity(escaped.len());
+    let mut it = escaped.into_iter();
+    while let Some(elem) = it.next() {
+        if !elem.starts_with('[') || elem.ends_with(']') {
+            out.push(elem);
+            continue;
+        }
+        let mut joined = elem;
+        for next in it.by_ref() {
+            joined.push('.');
+            joined.push_str(&next);
+            if next.ends_with(']') {
+                break;
+            }
+        }
+        if joined.contains('=') {
+            out.push(joined);
+        } else {
+            out.push(joined.trim_matches(|c| c == '[' || c == ']').to_string());
+        }
+    }
     out
 }
 
@@ -179,18 +197,74 @@ fn lookup<'a>(n: &'a Node, path: &[String]) -> Option<&'a Node> {
     Some(cur)
 }
 
+/// A target's `[field=value]`: kyaml's PathMatcher takes the value as an unanchored regular
+/// expression (a replacement source's lookup matches exactly).
+enum Pattern<'a> {
+    Text(&'a str),
+    Regex(Regex),
+}
+
+impl<'a> Pattern<'a> {
+    fn new(p: &'a str) -> Pattern<'a> {
+        // Without metacharacters a regular expression is a substring test: no compilation.
+        if p.contains(|c| "\\.+*?()|[]{}^$".contains(c))
+            && let Ok(re) = Regex::new(p)
+        {
+            return Pattern::Regex(re);
+        }
+        Pattern::Text(p)
+    }
+
+    fn matches(&self, text: &str) -> bool {
+        match self {
+            Pattern::Text(t) => text.contains(t),
+            Pattern::Regex(re) => re.is_match(text),
+        }
+    }
+}
+
+/// The text a list element is matched on: its `field`, or itself for `[=value]`.
+fn element_text<'n>(it: &'n Node, field: &str) -> Option<&'n str> {
+    if field.is_empty() {
+        return it.as_str();
+    }
+    it.get(field)
+        .filter(|v| !v.is_null())
+        .and_then(Node::as_str)
+}
+
+/// Whether a path element addresses list elements (kyaml's PathMatcher then needs a list).
+fn is_list_step(p: &str) -> bool {
+    p == "*"
+        || (p.starts_with('[') && p.ends_with(']') && p.contains('='))
+        || p.parse::<usize>().is_ok()
+}
+
 /// Every node a target path reaches (wildcards and list selectors), creating missing fields
-/// when `create` says what kind the last one is.
+/// when `create` says what kind the last one is. A list step on a map or a scalar is kyaml's
+/// error.
 fn targets<'a>(
     n: &'a mut Node,
     path: &[String],
     create: Option<&Node>,
     out: &mut Vec<&'a mut Node>,
-) {
+) -> std::result::Result<(), String> {
     let Some((head, rest)) = path.split_first() else {
         out.push(n);
-        return;
+        return Ok(());
     };
+    if is_list_step(head) && !n.is_null() {
+        let got = match n {
+            Node::Map(_) => Some("MappingNode"),
+            Node::Scalar(_) => Some("ScalarNode"),
+            Node::Seq(_) => None,
+        };
+        if let Some(got) = got {
+            return Err(format!(
+                "wrong node kind: expected SequenceNode but got {got}"
+            ));
+        }
+    }
     let new_child = |rest: &[String]| -> Node {
         match rest.first() {
             None => match create {
@@ -212,47 +286,53 @@ fn targets<'a>(
             if head == "*" {
                 if let Node::Map(m) = n {
                     for (_, v) in m.iter_mut() {
-                        targets(v, rest, create, out);
+                        targets(v, rest, create, out)?;
                     }
                 }
-                return;
+                return Ok(());
             }
             let head = map_key(head);
             if n.get(head).is_none_or(Node::is_null) {
                 if create.is_none() {
-                    return;
+                    return Ok(());
                 }
                 n.set(head, new_child(rest));
             }
             if let Some(c) = n.get_mut(head) {
-                targets(c, rest, create, out);
+                targets(c, rest, create, out)?;
             }
         }
         Node::Seq(items) => {
             if head == "*" || head == "-" {
                 for it in items.iter_mut() {
-                    targets(it, rest, create, out);
+                    targets(it, rest, create, out)?;
                 }
             } else if let Some((k, v)) = head
                 .strip_prefix('[')
                 .and_then(|x| x.strip_suffix(']'))
                 .and_then(|x| x.split_once('='))
             {
-                let any = items.iter().any(|it| it.str_at(&[k]) == Some(v));
-                if !any && create.is_some() {
-                    items.push(Node::Map(vec![(k.to_string(), Node::plain(v))]));
+                let pattern = Pattern::new(v);
+                let hit = |it: &Node| element_text(it, k).is_some_and(|t| pattern.matches(t));
+                if !items.iter().any(hit) && create.is_some() {
+                    items.push(if k.is_empty() {
+                        Node::plain(v)
+                    } else {
+                        Node::Map(vec![(k.to_string(), Node::plain(v))])
+                    });
                 }
                 for it in items.iter_mut() {
-                    if it.str_at(&[k]) == Some(v) {
-                        targets(it, rest, create, out);
+                    if hit(it) {
+                        targets(it, rest, create, out)?;
                     }
                 }
             } else if let Some(it) = head.parse::<usize>().ok().and_then(|i| items.get_mut(i)) {
-                targets(it, rest, create, out);
+                targets(it, rest, create, out)?;
             }
         }
         Node::Scalar(_) => {}
     }
+    Ok(())
 }
 
 fn options(n: Option<&Node>) -> (String, i64, bool) {
@@ -422,18 +502,20 @@ fn one(r: &Node, objs: &mut [Object]) -> Result<()> {
             }
             for fp in &paths {
                 let mut found = Vec::new();
+                let missing = if create {
+                    format!("unable to find or create field \"{fp}\" in replacement target")
+                } else {
+                    format!("unable to find field \"{fp}\" in replacement target")
+                };
                 targets(
                     &mut o.node,
                     &split_field_path(fp),
                     create.then_some(&value),
                     &mut found,
-                );
+                )
+                .map_err(|e| Error::msg(format!("{missing}: {e}")))?;
                 if found.is_empty() {
-                    return Err(Error::msg(if create {
-                        format!("unable to find or create field \"{fp}\" in replacement target")
-                    } else {
-                        format!("unable to find field \"{fp}\" in replacement target")
-                    }));
+                    return Err(Error::msg(missing));
                 }
                 for f in found {
                     set_field(f, &value, &delim, index)?;
@@ -469,6 +551,21 @@ pub(crate) fn run(b: &Builder, dir: &str, reps: &[Node], objs: &mut [Object]) ->
 #[cfg(test)]
 mod tests {
     use crate::testutil::{ok, run};
+
+    #[test]
+    fn field_paths_split_like_kyaml() {
+        let split = super::split_field_path;
+        assert_eq!(split("a.[b.c=d].e"), ["a", "[b.c=d]", "e"]);
+        assert_eq!(
+            split("metadata.annotations.[a.b/c]"),
+            ["metadata", "annotations", "a.b/c"]
+        );
+        assert_eq!(
+            split(r"metadata.annotations.x\.y"),
+            ["metadata", "annotations", "x.y"]
+        );
+        assert_eq!(split(".spec.replicas"), ["spec", "replicas"]);
+    }
 
     const FILES: &str = "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: c\ndata:\n  host: db.prod\n---\napiVersion: v1\nkind: Pod\nmetadata:\n  name: p\nspec:\n  containers:\n  - name: a\n    image: a:1\n    env:\n    - name: HOST\n      value: x\n";
 

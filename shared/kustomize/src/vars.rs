@@ -17,6 +17,25 @@ pub struct Var {
 }
 
 impl Var {
+    /// Go's `%v` of kustomize's Var after defaulting, as its errors print it.
+    fn go_display(&self) -> String {
+        let or = |s: &str, none: &str| {
+            if s.is_empty() {
+                none.to_string()
+            } else {
+                s.to_string()
+            }
+        };
+        format!(
+            "{{{} {}.{}.{} {{{}}}}}",
+            self.name,
+            or(&self.gvk.kind, "[noKind]"),
+            or(&self.gvk.version, "[noVer]"),
+            or(&self.gvk.group, "[noGrp]"),
+            self.field_path
+        )
+    }
+
     pub fn from_node(n: &Node) -> Result<Var> {
         let s = |p: &[&str]| n.str_at(p).unwrap_or("").to_string();
         let api = s(&["objref", "apiVersion"]);
@@ -42,21 +61,25 @@ impl Var {
     }
 }
 
-/// Splits `spec.ports[0].port` / `a.b[name=x]` into path steps.
+/// A var's field path as kyaml's `GetFieldValue` reads it: split like a replacement path,
+/// then `name[3]` becomes `name`, `3` (other bracketed suffixes stay part of the field name).
 fn steps(path: &str) -> Vec<String> {
     let mut out = Vec::new();
-    for part in path.split('.') {
-        let mut rest = part;
-        while let Some(i) = rest.find('[') {
-            if i > 0 {
-                out.push(rest[..i].to_string());
+    for part in crate::replacements::split_field_path(path) {
+        let index = part.strip_suffix(']').and_then(|p| {
+            let open = p.rfind('[')?;
+            let digits = &p[open + 1..];
+            (!digits.is_empty() && digits.bytes().all(|b| b.is_ascii_digit()))
+                .then(|| (p[..open].to_string(), digits.to_string()))
+        });
+        match index {
+            Some((field, i)) => {
+                if !field.is_empty() {
+                    out.push(field);
+                }
+                out.push(i);
             }
-            let end = rest[i..].find(']').map(|e| e + i).unwrap_or(rest.len() - 1);
-            out.push(rest[i..=end].to_string());
-            rest = &rest[end + 1..];
-        }
-        if !rest.is_empty() {
-            out.push(rest.to_string());
+            None => out.push(part),
         }
     }
     out
@@ -65,13 +88,15 @@ fn steps(path: &str) -> Vec<String> {
 fn lookup<'a>(n: &'a Node, path: &str) -> Option<&'a Node> {
     let mut cur = n;
     for s in steps(path) {
-        cur = if let Some(inner) = s.strip_prefix('[').and_then(|x| x.strip_suffix(']')) {
-            let items = cur.as_seq()?;
-            if let Some((k, v)) = inner.split_once('=') {
-                items.iter().find(|e| e.str_at(&[k]) == Some(v))?
-            } else {
-                items.get(inner.parse::<usize>().ok()?)?
-            }
+        let selector = s
+            .strip_prefix('[')
+            .and_then(|x| x.strip_suffix(']'))
+            .and_then(|x| x.split_once('='));
+        cur = if let Some((k, v)) = selector {
+            cur.as_seq()?.iter().find(|e| e.str_at(&[k]) == Some(v))?
+        } else if let Node::Seq(items) = cur {
+            // kyaml's Lookup takes a bare number as an index into a list.
+            items.get(s.parse::<usize>().ok()?)?
         } else {
             cur.get(&s)?
         };
@@ -195,7 +220,7 @@ pub(crate) fn resolve(objs: &mut [Object], vars: &[Var], cfg: &TransformerConfig
         let [o] = found.as_slice() else {
             return Err(Error::msg(format!(
                 "var '{}' cannot be mapped to a field in the set of known resources",
-                v.name
+                v.go_display()
             )));
         };
         let val = lookup(&o.node, &v.field_path)
@@ -203,7 +228,7 @@ pub(crate) fn resolve(objs: &mut [Object], vars: &[Var], cfg: &TransformerConfig
             .ok_or_else(|| {
                 Error::msg(format!(
                     "field specified in var '{}' not found in corresponding resource",
-                    v.name
+                    v.go_display()
                 ))
             })?;
         values.push((v.name.clone(), val.clone()));
