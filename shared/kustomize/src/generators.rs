@@ -5,9 +5,9 @@ use sha2::{Digest, Sha256};
 
 use crate::build::{Acc, Builder};
 use crate::error::{Error, Result};
-use crate::fs::join;
+use crate::fs::{EntryKind, join};
 use crate::kustomization::{GeneratorArgs, GeneratorOptions, Kustomization};
-use crate::resource::{Behavior, Object};
+use crate::resource::{Behavior, Object, ResId};
 use crate::yaml::{Node, go_json, go_json_string};
 
 fn merged_options(local: &GeneratorOptions, global: Option<&GeneratorOptions>) -> GeneratorOptions {
@@ -47,10 +47,16 @@ fn remove_quotes(s: &str) -> &str {
 /// (so a missing file outside the root reads as missing), then confinement to `dir`.
 fn read_source(b: &Builder, dir: &str, rel: &str) -> Result<Vec<u8>> {
     let p = join(dir, rel)?;
-    if b.fs.kind(&p).is_none() {
-        return Err(Error::msg(format!(
-            "evalsymlink failure on '{p}' : lstat {p}: no such file or directory"
-        )));
+    match b.fs.kind(&p) {
+        None => {
+            return Err(Error::msg(format!(
+                "evalsymlink failure on '{p}' : lstat {p}: no such file or directory"
+            )));
+        }
+        Some(EntryKind::Dir) => {
+            return Err(Error::msg(format!("'{p}' must resolve to a file")));
+        }
+        Some(EntryKind::File) => {}
     }
     b.read_file(dir, rel)
 }
@@ -267,8 +273,22 @@ pub(crate) fn run(b: &Builder, dir: &str, k: &Kustomization, acc: &mut Acc) -> R
     Ok(())
 }
 
+/// Go's `%#v` of a generated object's `resid.ResId`, as kustomize's merge errors print it.
+fn go_res_id(id: &ResId) -> String {
+    format!(
+        "resid.ResId{{Gvk:resid.Gvk{{Group:{:?}, Version:{:?}, Kind:{:?}, isClusterScoped:false}}, Name:{:?}, Namespace:{:?}}}",
+        id.gvk.group, id.gvk.version, id.gvk.kind, id.name, id.namespace
+    )
+}
+
 fn absorb(acc: &mut Acc, mut g: Object) -> Result<()> {
     let id = g.cur_id();
+    let refuse = |what: &str| {
+        Error::msg(format!(
+            "merging from generator: id {} {what}",
+            go_res_id(&id)
+        ))
+    };
     let matches: Vec<usize> = acc
         .objs
         .iter()
@@ -281,17 +301,13 @@ fn absorb(acc: &mut Acc, mut g: Object) -> Result<()> {
     match matches.as_slice() {
         [] => match g.behavior {
             Behavior::Create => acc.append(g),
-            _ => Err(Error::msg(format!(
-                "id {id} does not exist; cannot merge or replace"
-            ))),
+            _ => Err(refuse("does not exist; cannot merge or replace")),
         },
         [i] => {
             let old = &acc.objs[*i];
             match g.behavior {
                 Behavior::Create => {
-                    return Err(Error::msg(format!(
-                        "id {id} exists; behavior must be merge or replace"
-                    )));
+                    return Err(refuse("exists; behavior must be merge or replace"));
                 }
                 Behavior::Merge => {
                     for field in ["data", "binaryData"] {
