@@ -4,7 +4,7 @@
 //!
 //! Run with `cargo bench -p agent --bench apply` (`FLOTILLA_BENCH_OBJECTS` sets the count).
 
-#[path = "../tests/support_ks/mod.rs"]
+#[path = "../tests/integration/support_ks.rs"]
 mod support_ks;
 
 mod common;

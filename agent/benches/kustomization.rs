@@ -16,7 +16,7 @@
 //!
 //! Run with `cargo bench -p agent --bench kustomization`.
 
-#[path = "../tests/support_ks/mod.rs"]
+#[path = "../tests/integration/support_ks.rs"]
 mod support_ks;
 
 mod common;

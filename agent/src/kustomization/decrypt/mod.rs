@@ -28,7 +28,7 @@ pub mod stores;
 pub mod tree;
 
 #[cfg(test)]
-#[path = "../../../tests/support_sops/mod.rs"]
+#[path = "../../../tests/integration/support_sops.rs"]
 pub(crate) mod test_encryptor;
 
 use base64::Engine as _;

@@ -2,8 +2,8 @@
 //! source not Ready with a message that never contains the password; the right one, after
 //! the Secret is fixed and a reconcile requested, makes it Ready.
 
-mod support;
-mod support_ks;
+use crate::support;
+use crate::support_ks;
 
 use std::sync::Arc;
 use std::time::Duration;

@@ -1,6 +1,6 @@
 //! Fetching Git sources over every transport from real servers on 127.0.0.1.
 
-mod support;
+use crate::support;
 
 use std::time::Duration;
 

@@ -2,7 +2,7 @@
 //! during `spec.wait`, and an invalid expression stops the reconcile before anything is
 //! applied.
 
-mod support_ks;
+use crate::support_ks;
 
 use kube::api::{Api, DynamicObject, Patch, PatchParams};
 use kube::core::GroupVersionKind;

@@ -1,7 +1,7 @@
 //! Failures and resilience: suspend, broken YAML, unhealthy workloads, a failing
 //! Kustomization next to a healthy one, injected API errors, and an agent killed mid-apply.
 
-mod support_ks;
+use crate::support_ks;
 
 use std::time::Duration;
 

@@ -1,7 +1,7 @@
 //! The registry against kubesim: one actor per object, updates forwarded, deletions
 //! delivered, stopped actors restarted.
 
-mod support_ks;
+use crate::support_ks;
 
 use std::sync::Arc;
 use std::sync::Mutex;

@@ -1,7 +1,7 @@
 //! Drift: edits made directly in the cluster are corrected by the next reconcile, or only
 //! reported (`Drifted`, with the changed fields) in detect-only mode.
 
-mod support_ks;
+use crate::support_ks;
 
 use serde_json::{Value, json};
 use support_ks::{Bed, Repo, deployment, kustomization};

@@ -1,7 +1,7 @@
 //! The commit-and-push module against real servers: git daemon with receive-pack, git
 //! http-backend behind lighttpd with basic auth, and sshd.
 
-mod support;
+use crate::support;
 
 use std::time::Duration;
 

@@ -2,8 +2,8 @@
 //! applied decrypted with the age or PGP keys of the decryption Secret; a wrong key or a
 //! tampered value fails the build with no secret in the status, and nothing is applied.
 
-mod support_ks;
-mod support_sops;
+use crate::support_ks;
+use crate::support_sops;
 
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;

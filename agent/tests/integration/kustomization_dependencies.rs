@@ -1,7 +1,7 @@
 //! dependsOn across kinds (a HelmRelease), CRDs applied and established before the custom
 //! objects of the same set, and Flux's metrics for a reconcile.
 
-mod support_ks;
+use crate::support_ks;
 
 use serde_json::json;
 use support_ks::{Bed, NS, Repo, config_map, kustomization, ready_reason};

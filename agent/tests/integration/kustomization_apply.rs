@@ -1,7 +1,7 @@
 //! Kustomizations against kubesim with real artifacts: the seeds' layout applied in
 //! dependency order, revisions, pruning, no-op reconciles, substitution and deletion.
 
-mod support_ks;
+use crate::support_ks;
 
 use serde_json::json;
 use support_ks::{Bed, NS, Repo, config_map, deployment, kustomization, ready};

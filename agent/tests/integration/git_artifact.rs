@@ -1,7 +1,7 @@
 //! Artifacts built from fetched commits: ignore rules, determinism, limits, symlinks, the
 //! extractor and the artifact HTTP server.
 
-mod support;
+use crate::support;
 
 use std::collections::BTreeMap;
 use std::io::{Read, Write};

@@ -2,7 +2,7 @@
 //! repository: GitRepository fetched and served, Kustomization applied, a new commit
 //! followed after a reconcile request, a bad URL stalled.
 
-mod support_ks;
+use crate::support_ks;
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
