@@ -2,7 +2,7 @@
 //! an on-disk store): they survive a restart of both the fleet and the management cluster,
 //! and a fleet backed by them admits and refuses agents accordingly.
 
-mod support;
+use crate::support;
 
 use std::collections::BTreeMap;
 use std::time::Duration;

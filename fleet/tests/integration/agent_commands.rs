@@ -1,7 +1,7 @@
 //! A command from the fleet's API reaches the agent over its link and changes the Flux
 //! object on the agent's cluster (kubesim), as `flux reconcile|suspend|resume` would.
 
-mod support;
+use crate::support;
 
 use std::time::Duration;
 

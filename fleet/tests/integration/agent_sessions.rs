@@ -1,7 +1,7 @@
 //! Agents (the real FleetLink) connect to a real fleet over mutual TLS on loopback, report,
 //! show in the API, take commands, and survive a fleet restart.
 
-mod support;
+use crate::support;
 
 use fleet::server::api::{ClusterDetail, ClusterObject, Matrix};
 use fleet::server::{ClusterView, ConnectionState};

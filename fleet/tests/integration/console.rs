@@ -1,7 +1,7 @@
 //! The console in a real browser (Debian's headless Chromium, driven over the DevTools
 //! protocol): it lists the fleet's three clusters and shows a new revision without a reload.
 
-mod support;
+use crate::support;
 
 use std::process::Stdio;
 use std::time::Duration;

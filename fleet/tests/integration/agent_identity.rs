@@ -2,7 +2,7 @@
 //! certificates are refused; a cluster cannot speak for another; malformed, oversize and
 //! wrong-version frames close only their own connection.
 
-mod support;
+use crate::support;
 
 use std::sync::Arc;
 use std::time::Duration;
