@@ -8,7 +8,7 @@ use crate::fieldspec::TransformerConfig;
 use crate::fs::{EntryKind, FileSystem, is_within, join};
 use crate::kustomization::Kustomization;
 use crate::resource::{Object, ResId};
-use crate::yaml::{Limits, Node, parse_documents};
+use crate::yaml::{Limits, Node, parse_documents, parse_documents_last_key_wins};
 use crate::{generators, nameref, patch, replacements, sort, transformers, vars};
 
 /// Options of [`build`].
@@ -121,10 +121,21 @@ pub fn build_with_warnings(fs: &dyn FileSystem, entry: &str, opts: &Options) -> 
 
 /// Reads and parses a YAML file, naming it in errors.
 pub(crate) fn read_yaml(fs: &dyn FileSystem, path: &str, limits: Limits) -> Result<Vec<Node>> {
+    read_yaml_with(fs, path, limits, parse_documents)
+}
+
+type Parse = fn(&str, Limits) -> Result<Vec<Option<Node>>, crate::yaml::YamlError>;
+
+fn read_yaml_with(
+    fs: &dyn FileSystem,
+    path: &str,
+    limits: Limits,
+    parse: Parse,
+) -> Result<Vec<Node>> {
     let bytes = fs.read(path)?;
     let text =
         String::from_utf8(bytes).map_err(|_| Error::msg(format!("{path}: file is not UTF-8")))?;
-    let docs = parse_documents(&text, limits).map_err(|source| Error::Yaml {
+    let docs = parse(&text, limits).map_err(|source| Error::Yaml {
         file: path.to_string(),
         source,
     })?;
@@ -287,7 +298,8 @@ impl Builder<'_> {
             )));
         }
         if let Some(p) = found.pop() {
-            let docs = read_yaml(self.fs, &p, self.opts.limits)?;
+            let docs =
+                read_yaml_with(self.fs, &p, self.opts.limits, parse_documents_last_key_wins)?;
             let doc = docs.into_iter().next().unwrap_or_else(Node::map);
             let k = Kustomization::from_node(&doc).map_err(|e| e.context(p.clone()))?;
             self.warnings

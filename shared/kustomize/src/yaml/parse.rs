@@ -70,6 +70,23 @@ enum Frame {
 /// Reads every document of a stream. Empty documents come back as `None` entries so callers
 /// can skip them the way kustomize does.
 pub fn parse_documents(text: &str, limits: Limits) -> Result<Vec<Option<Node>>, YamlError> {
+    parse_stream(text, limits, false)
+}
+
+/// [`parse_documents`] for files read the way kustomize reads its kustomization file
+/// (go-yaml v2 into a map), where a repeated key replaces the earlier value.
+pub fn parse_documents_last_key_wins(
+    text: &str,
+    limits: Limits,
+) -> Result<Vec<Option<Node>>, YamlError> {
+    parse_stream(text, limits, true)
+}
+
+fn parse_stream(
+    text: &str,
+    limits: Limits,
+    last_key_wins: bool,
+) -> Result<Vec<Option<Node>>, YamlError> {
     if text.len() > limits.max_bytes {
         return Err(YamlError::TooLarge(text.len()));
     }
@@ -79,7 +96,7 @@ pub fn parse_documents(text: &str, limits: Limits) -> Result<Vec<Option<Node>>, 
     // file can cause; real files need the prepass and rarely any retry after it.
     for _ in 0..MAX_QUOTED_RETRIES {
         let current = fixed.as_deref().unwrap_or(text);
-        match parse_once(current, limits) {
+        match parse_once(current, limits, last_key_wins) {
             Err(Retry::Quoted { .. }) if !prepassed => {
                 // One pass over the whole text fixes the usual case (CRD descriptions) at once;
                 // whatever it misses is fixed scalar by scalar below.
@@ -290,7 +307,7 @@ fn closes(line: &str, quote: char) -> bool {
     false
 }
 
-fn parse_once(text: &str, limits: Limits) -> Result<Vec<Option<Node>>, Retry> {
+fn parse_once(text: &str, limits: Limits, last_key_wins: bool) -> Result<Vec<Option<Node>>, Retry> {
     let mut docs = Vec::new();
     let mut anchors: Vec<(usize, Node)> = Vec::new();
     let mut stack: Vec<Frame> = Vec::new();
@@ -448,8 +465,11 @@ fn parse_once(text: &str, limits: Limits) -> Result<Vec<Option<Node>>, Retry> {
                 Some(k) => {
                     if k == "<<" {
                         merges.push(node);
-                    } else if entries.iter().any(|(ek, _)| *ek == k) {
-                        return Err(YamlError::DuplicateKey { line, key: k }.into());
+                    } else if let Some(entry) = entries.iter_mut().find(|(ek, _)| *ek == k) {
+                        if !last_key_wins {
+                            return Err(YamlError::DuplicateKey { line, key: k }.into());
+                        }
+                        entry.1 = node;
                     } else {
                         entries.push((k, node));
                     }
