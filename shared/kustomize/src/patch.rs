@@ -1,6 +1,7 @@
 //! Patches: strategic merge (kyaml's merge2 semantics, as kustomize v5 applies them) and
 //! JSON 6902, with kustomize's target selectors.
 
+mod assoc;
 mod json6902;
 
 use regex::Regex;
@@ -183,7 +184,8 @@ fn merge(dest: Option<Node>, src: Option<Node>, s: Sch, depth: usize) -> Result<
                 }
                 return Ok(Some(Node::Seq(out)));
             }
-            merge_assoc(dest_items, src_items, &field.keys, elem, depth).map(|v| Some(Node::Seq(v)))
+            assoc::merge_list(dest_items, src_items, &field.keys, elem, depth)
+                .map(|v| Some(Node::Seq(v)))
         }
         Some(Node::Scalar(_)) => Ok(match src {
             Some(o) if tagged_null(&o) => None,
@@ -191,141 +193,6 @@ fn merge(dest: Option<Node>, src: Option<Node>, s: Sch, depth: usize) -> Result<
             None => dest,
         }),
     }
-}
-
-fn key_values(e: &Node, keys: &[String]) -> Vec<String> {
-    keys.iter()
-        .map(|k| {
-            if k.is_empty() {
-                e.as_str().unwrap_or("").to_string()
-            } else {
-                e.get(k).and_then(Node::as_str).unwrap_or("").to_string()
-            }
-        })
-        .collect()
-}
-
-fn matches_values(e: &Node, keys: &[String], values: &[String]) -> bool {
-    keys.iter().zip(values).all(|(k, v)| {
-        if k.is_empty() {
-            e.as_str() == Some(v.as_str())
-        } else {
-            e.get(k).and_then(Node::as_str).unwrap_or("") == v
-        }
-    })
-}
-
-fn merge_assoc(
-    mut dest: Vec<Node>,
-    src: Vec<Node>,
-    keys: &[&str],
-    elem: Sch,
-    depth: usize,
-) -> Result<Vec<Node>> {
-    let primitive = src
-        .iter()
-        .chain(dest.iter())
-        .all(|e| matches!(e, Node::Scalar(_)));
-    let keys: Vec<String> = if primitive {
-        vec![String::new()]
-    } else if keys.is_empty() {
-        let assoc = [
-            "name",
-            "mountPath",
-            "devicePath",
-            "ip",
-            "type",
-            "topologyKey",
-            "containerPort",
-        ];
-        let k = assoc
-            .iter()
-            .find(|k| src.iter().chain(dest.iter()).all(|e| e.get(k).is_some()))
-            .ok_or_else(|| Error::msg("no merge key found for field"))?;
-        vec![k.to_string()]
-    } else {
-        keys.iter().map(|k| k.to_string()).collect()
-    };
-    let mut values: Vec<Vec<String>> = Vec::new();
-    for e in src.iter().chain(dest.iter()) {
-        let v = key_values(e, &keys);
-        if !values.contains(&v) {
-            values.push(v);
-        }
-    }
-    if keys.len() > 1 {
-        let n = values.len();
-        for i in 0..n {
-            for j in 0..n {
-                let (a, b) = (&values[i], &values[j]);
-                let mut common = false;
-                let mut res = Vec::new();
-                let mut ok = true;
-                for (x, y) in a.iter().zip(b) {
-                    if x == y {
-                        common = true;
-                        res.push(x.clone());
-                    } else if !x.is_empty() && !y.is_empty() {
-                        ok = false;
-                        break;
-                    } else {
-                        res.push(if x.is_empty() { y.clone() } else { x.clone() });
-                    }
-                }
-                if ok && common {
-                    values[i] = res.clone();
-                    values[j] = res;
-                }
-            }
-        }
-        let mut dedup: Vec<Vec<String>> = Vec::new();
-        for v in values {
-            if !dedup.contains(&v) {
-                dedup.push(v);
-            }
-        }
-        values = dedup;
-    }
-    let valid: Vec<bool> = (0..keys.len())
-        .map(|i| values.iter().any(|v| !v[i].is_empty()))
-        .collect();
-    let any_valid = valid.iter().any(|v| *v);
-    let mut items: Vec<(Vec<String>, Vec<String>, Node)> = Vec::new();
-    for v in &values {
-        let (vk, vv): (Vec<String>, Vec<String>) = if any_valid {
-            keys.iter()
-                .zip(v)
-                .zip(&valid)
-                .filter(|(_, ok)| **ok)
-                .map(|((k, x), _)| (k.clone(), x.clone()))
-                .unzip()
-        } else {
-            (keys.clone(), v.clone())
-        };
-        let d = dest.iter().find(|e| matches_values(e, &vk, &vv)).cloned();
-        let o = src.iter().find(|e| matches_values(e, &vk, &vv)).cloned();
-        let merged = merge(d, o, elem, depth + 1)?;
-        match merged {
-            None => dest.retain(|e| !matches_values(e, &vk, &vv)),
-            Some(Node::Map(m)) if m.is_empty() => dest.retain(|e| !matches_values(e, &vk, &vv)),
-            Some(mut val) => {
-                for (k, x) in vk.iter().zip(&vv) {
-                    if !k.is_empty() && val.get(k).is_none() && !x.is_empty() {
-                        val.set(k, Node::plain(x.clone()));
-                    }
-                }
-                items.push((vk, vv, val));
-            }
-        }
-    }
-    // kustomize prepends: patch elements first, then the remaining ones in their order.
-    let mut out: Vec<(Vec<String>, Vec<String>, Node)> = items;
-    for e in dest {
-        if !out.iter().any(|(k, v, _)| matches_values(&e, k, v)) {
-            out.push((Vec::new(), Vec::new(), e));
-        }
-    }
-    Ok(out.into_iter().map(|(_, _, n)| n).collect())
 }
 
 /// Applies a strategic merge patch to an object; `false` when the patch deleted it.
