@@ -116,6 +116,9 @@ enum Ctx {
     Root,
     /// Value of a block mapping entry.
     MapValue,
+    /// Value of a block mapping entry whose key was written as `? key` (too long or
+    /// multi-line for a simple key): a sequence here is indented.
+    ComplexValue,
     /// Item of a block sequence.
     SeqItem,
 }
@@ -336,9 +339,18 @@ impl Emitter {
                 };
                 for (k, val) in m.iter() {
                     self.write_indent(inner);
-                    self.scalar_str(k, inner, true);
-                    self.indicator(":", false, false, false);
-                    self.node(val, inner, Ctx::MapValue);
+                    // libyaml's simple-key test: at most 128 bytes and on one line.
+                    if k.len() <= 128 && !analyze(k).multiline {
+                        self.scalar_str(k, inner, true);
+                        self.indicator(":", false, false, false);
+                        self.node(val, inner, Ctx::MapValue);
+                    } else {
+                        self.indicator("?", true, false, true);
+                        self.scalar_str(k, inner, false);
+                        self.write_indent(inner);
+                        self.indicator(":", true, false, true);
+                        self.node(val, inner, Ctx::ComplexValue);
+                    }
                 }
             }
             Value::Seq(items) if !items.is_empty() => {
@@ -346,7 +358,7 @@ impl Emitter {
                 let inner = match ctx {
                     Ctx::Root => 0,
                     Ctx::MapValue => indent,
-                    Ctx::SeqItem => indent + INDENT,
+                    Ctx::SeqItem | Ctx::ComplexValue => indent + INDENT,
                 };
                 for item in items.iter() {
                     self.write_indent(inner);
