@@ -5,7 +5,15 @@
 
 use crate::fieldspec::{FieldSpec, NameBackRef, TransformerConfig};
 use crate::resource::Gvk;
-use crate::yaml::Node;
+use crate::yaml::{Node, Tag};
+
+/// go-openapi's `Extensions.GetString`: only a string value counts.
+fn string_ext<'a>(p: &'a Node, key: &str) -> Option<&'a str> {
+    match p.get(key)? {
+        Node::Scalar(s) if s.tag == Tag::Str => Some(&s.value),
+        _ => None,
+    }
+}
 
 fn props<'a>(types: &'a Node, name: &str) -> Option<&'a Vec<(String, Node)>> {
     types.get(name)?.get("Schema")?.get("properties")?.as_map()
@@ -32,22 +40,20 @@ fn walk(
             path: path.join("/"),
             create: false,
         };
-        if p.get("x-kubernetes-annotation").is_some() {
+        if string_ext(p, "x-kubernetes-annotation").is_some() {
             cfg.common_annotations.push(spec());
         }
-        if p.get("x-kubernetes-label-selector").is_some() {
+        if string_ext(p, "x-kubernetes-label-selector").is_some() {
             cfg.common_labels.push(spec());
         }
-        if p.get("x-kubernetes-identity").is_some() {
+        if string_ext(p, "x-kubernetes-identity").is_some() {
             cfg.name_prefix.push(spec());
         }
         if let (Some(version), Some(kind)) = (
-            p.str_at(&["x-kubernetes-object-ref-api-version"]),
-            p.str_at(&["x-kubernetes-object-ref-kind"]),
+            string_ext(p, "x-kubernetes-object-ref-api-version"),
+            string_ext(p, "x-kubernetes-object-ref-kind"),
         ) {
-            let key = p
-                .str_at(&["x-kubernetes-object-ref-name-key"])
-                .unwrap_or("name");
+            let key = string_ext(p, "x-kubernetes-object-ref-name-key").unwrap_or("name");
             cfg.add_back_ref(NameBackRef {
                 gvk: Gvk {
                     group: String::new(),

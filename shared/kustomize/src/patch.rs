@@ -2,6 +2,7 @@
 //! JSON 6902, with kustomize's target selectors.
 
 mod assoc;
+mod builtin;
 mod json6902;
 
 use regex::Regex;
@@ -477,6 +478,13 @@ fn apply_json_ops(acc: &mut Acc, target: &Selector, ops: &Node, store_id: bool) 
         json6902::apply(&mut o.node, ops, &o.prev_ids)?;
     }
     Ok(())
+}
+
+/// A builtin transformer configuration under `transformers:`, when it is one kustomize runs
+/// through patches, replacements or its own fieldSpecs; `false` for any other.
+#[allow(dead_code)] // until build.rs calls it for `transformers:`
+pub(crate) fn run_builtin(b: &Builder, dir: &str, d: &Node, acc: &mut Acc) -> Result<bool> {
+    builtin::run(b, dir, d, acc)
 }
 
 /// One entry of legacy `patchesJson6902` (kustomize's PatchJson6902Transformer).
