@@ -478,10 +478,13 @@ impl Emitter {
         let chars: Vec<char> = s.chars().collect();
         let mut spaces = false;
         let last = chars.len().saturating_sub(1);
+        // libyaml's BOM test looks at the start of the string whatever the position, so a
+        // string starting with a BOM has every character escaped.
+        let bom = s.starts_with('\u{FEFF}');
         let mut i = 0;
         while i < chars.len() {
             let c = chars[i];
-            if !is_printable(c) || c == '\u{FEFF}' || is_break(c) || c == '"' || c == '\\' {
+            if bom || !is_printable(c) || is_break(c) || c == '"' || c == '\\' {
                 self.put_char('\\');
                 match c {
                     '\0' => self.put_char('0'),
