@@ -401,12 +401,21 @@ fn find_by_any_id(objs: &[Object], id: &ResId) -> Result<usize> {
     match m.as_slice() {
         [one] => Ok(*one),
         [] => Err(Error::msg(format!(
-            "no resource matches strategic merge patch \"{id}\": no matches for Id {id}; failed to find unique target for patch {id}"
+            "no matches for Id {id}; failed to find unique target for patch {id}"
         ))),
         _ => Err(Error::msg(format!(
             "multiple matches for Id {id}; failed to find unique target for patch {id}"
         ))),
     }
+}
+
+/// The target of a `patches` entry's strategic merge patch, with PatchTransformer's wording.
+fn find_patch_target(objs: &[Object], id: &ResId) -> Result<usize> {
+    find_by_any_id(objs, id).map_err(|e| {
+        Error::msg(format!(
+            "no resource matches strategic merge patch \"{id}\": {e}"
+        ))
+    })
 }
 
 fn patch_docs(b: &Builder, dir: &str, p: &Patch) -> Result<(Vec<Node>, String)> {
@@ -540,7 +549,7 @@ pub(crate) fn apply_patch(b: &Builder, dir: &str, p: &Patch, acc: &mut Acc) -> R
         }
         match &p.target {
             None => {
-                let i = find_by_any_id(&acc.objs, &patch_id(d))?;
+                let i = find_patch_target(&acc.objs, &patch_id(d))?;
                 if !apply_smp(
                     &mut acc.objs[i],
                     d,

@@ -102,29 +102,13 @@ impl IdSelector {
         }
     }
 
+    /// kyaml's `ResId.IsSelectedBy`: exact fields, namespaces compared as effective ones.
     fn selects_exact(&self, id: &ResId) -> bool {
         id.gvk.is_selected_by(&self.gvk)
             && (self.name.is_empty() || self.name == id.name)
-            && (self.namespace.is_empty() || self.namespace == id.namespace)
-    }
-
-    /// Compiled, anchored patterns for gvk, name and namespace (empty fields match all).
-    fn regexes(&self) -> Result<IdRegexes> {
-        let re = |pat: &str| -> Result<Option<Regex>> {
-            if pat.is_empty() {
-                return Ok(None);
-            }
-            Regex::new(&format!("^(?:{pat})$"))
-                .map(Some)
-                .map_err(|e| Error::msg(format!("invalid selector {pat}: {e}")))
-        };
-        Ok(IdRegexes {
-            group: re(&self.gvk.group)?,
-            version: re(&self.gvk.version)?,
-            kind: re(&self.gvk.kind)?,
-            name: re(&self.name)?,
-            namespace: re(&self.namespace)?,
-        })
+            && (self.namespace.is_empty()
+                || effective_namespace(&self.gvk, &self.namespace)
+                    == effective_namespace(&id.gvk, &id.namespace))
     }
 
     fn has_id_fields(&self) -> bool {
@@ -143,22 +127,14 @@ impl IdSelector {
     }
 }
 
-struct IdRegexes {
-    group: Option<Regex>,
-    version: Option<Regex>,
-    kind: Option<Regex>,
-    name: Option<Regex>,
-    namespace: Option<Regex>,
-}
-
-impl IdRegexes {
-    fn selects(&self, id: &ResId) -> bool {
-        let m = |re: &Option<Regex>, v: &str| re.as_ref().is_none_or(|r| r.is_match(v));
-        m(&self.group, &id.gvk.group)
-            && m(&self.version, &id.gvk.version)
-            && m(&self.kind, &id.gvk.kind)
-            && m(&self.name, &id.name)
-            && m(&self.namespace, &id.namespace)
+/// kyaml's `EffectiveNamespace`: no namespace is `default`, cluster-scoped kinds have none.
+fn effective_namespace<'a>(gvk: &Gvk, ns: &'a str) -> &'a str {
+    if gvk.is_cluster_scoped() {
+        "_non_namespaceable_"
+    } else if ns.is_empty() {
+        "default"
+    } else {
+        ns
     }
 }
 
@@ -456,7 +432,6 @@ fn one(r: &Node, objs: &mut [Object]) -> Result<()> {
             return Err(Error::msg("target must specify resources to select"));
         };
         let select = IdSelector::from_node(select);
-        let select_re = select.regexes()?;
         let rejects: Vec<IdSelector> = t
             .get("reject")
             .and_then(Node::as_seq)
@@ -475,29 +450,25 @@ fn one(r: &Node, objs: &mut [Object]) -> Result<()> {
             paths.push("metadata.name".into());
         }
         let (delim, index, create) = options(t.get("options"));
-        let reject_res: Vec<IdRegexes> = rejects
-            .iter()
-            .map(IdSelector::regexes)
-            .collect::<Result<_>>()?;
         for o in objs.iter_mut() {
             if !select.matches_meta(o)? {
                 continue;
             }
             let mut rejected = false;
-            for (rj, re) in rejects.iter().zip(&reject_res) {
+            for rj in &rejects {
                 if (!rj.label_selector.is_empty() || !rj.annotation_selector.is_empty())
                     && rj.matches_meta(o)?
                 {
                     rejected = true;
                 }
-                if rj.has_id_fields() && ids(o).iter().any(|id| re.selects(id)) {
+                if rj.has_id_fields() && ids(o).iter().any(|id| rj.selects_exact(id)) {
                     rejected = true;
                 }
             }
             if rejected {
                 continue;
             }
-            if !ids(o).iter().any(|id| select_re.selects(id)) {
+            if !ids(o).iter().any(|id| select.selects_exact(id)) {
                 continue;
             }
             for fp in &paths {
