@@ -113,10 +113,69 @@ pub fn build_with_warnings(fs: &dyn FileSystem, entry: &str, opts: &Options) -> 
         ]) != Some("true")
     });
     sort::apply(&mut acc.objs, k.sort_options.as_ref())?;
+    for o in &mut acc.objs {
+        finish_annotations(&mut o.node);
+    }
     Ok(Build {
         objects: acc.objs,
         warnings: b.warnings,
     })
+}
+
+/// Annotations kustomize uses while building (its own and kyaml's reader annotations),
+/// removed from the output, with the origin and transformation records it only keeps when
+/// `buildMetadata` asks for them.
+const BUILD_ANNOTATIONS: [&str; 20] = [
+    "internal.config.kubernetes.io/previousKinds",
+    "internal.config.kubernetes.io/previousNames",
+    "internal.config.kubernetes.io/prefixes",
+    "internal.config.kubernetes.io/suffixes",
+    "internal.config.kubernetes.io/previousNamespaces",
+    "internal.config.kubernetes.io/allowNameChange",
+    "internal.config.kubernetes.io/allowKindChange",
+    "internal.config.kubernetes.io/refBy",
+    "internal.config.kubernetes.io/generatorBehavior",
+    "internal.config.kubernetes.io/needsHashSuffix",
+    "internal.config.kubernetes.io/path",
+    "internal.config.kubernetes.io/index",
+    "internal.config.kubernetes.io/seqindent",
+    "internal.config.kubernetes.io/id",
+    "internal.config.kubernetes.io/annotations-migration-resource-id",
+    "config.kubernetes.io/path",
+    "config.kubernetes.io/index",
+    "config.k8s.io/id",
+    "config.kubernetes.io/origin",
+    "alpha.config.kubernetes.io/transformations",
+];
+
+/// kustomize's last steps on every resource: the build annotations are dropped and the
+/// annotations written back as kyaml's `SetAnnotations` writes them, every value as the
+/// string of its text (collections as ""), an empty map removed, and `metadata` created
+/// if missing.
+fn finish_annotations(node: &mut Node) {
+    let Some(meta) = node.entry_map("metadata") else {
+        return;
+    };
+    let Some(annotations) = meta.remove("annotations") else {
+        return;
+    };
+    let entries: Vec<(String, Node)> = match annotations {
+        Node::Map(entries) => entries
+            .into_iter()
+            .filter(|(k, _)| !BUILD_ANNOTATIONS.contains(&k.as_str()))
+            .map(|(k, v)| {
+                let text = match v {
+                    Node::Scalar(s) => s.value,
+                    _ => String::new(),
+                };
+                (k, Node::str(text))
+            })
+            .collect(),
+        _ => Vec::new(),
+    };
+    if !entries.is_empty() {
+        meta.set("annotations", Node::Map(entries));
+    }
 }
 
 /// Reads and parses a YAML file, naming it in errors.

@@ -381,6 +381,11 @@ fn parse_once(text: &str, limits: Limits, last_key_wins: bool) -> Result<Vec<Opt
                 };
                 let quoted = style != ScalarStyle::Plain;
                 let mut value = value.into_owned();
+                // The parser reports an empty node as `~`; go-yaml keeps its text empty, which
+                // shows where kustomize turns values into strings (annotations).
+                if !quoted && value == "~" && span.start.index() == span.end.index() {
+                    value.clear();
+                }
                 // A block scalar cut off by the end of input has no final line break (go-yaml).
                 if matches!(style, ScalarStyle::Literal | ScalarStyle::Folded)
                     && !text.ends_with('\n')
