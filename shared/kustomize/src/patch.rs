@@ -533,6 +533,12 @@ pub(crate) fn apply_legacy_json6902(
 pub(crate) fn apply_patch(b: &Builder, dir: &str, p: &Patch, acc: &mut Acc) -> Result<()> {
     let (docs, _) = patch_docs(b, dir, p)?;
     let file = patch_source(p);
+    if docs.is_empty() {
+        // Nothing but comments reads as an empty SM patch list and as a null JSON patch.
+        return Err(Error::msg(format!(
+            "illegally qualifies as both an SM and JSON patch: {file}"
+        )));
+    }
     if let [ops @ Node::Seq(_)] = docs.as_slice() {
         let Some(target) = &p.target else {
             return Err(Error::msg(format!(
@@ -568,9 +574,14 @@ pub(crate) fn apply_patch(b: &Builder, dir: &str, p: &Patch, acc: &mut Acc) -> R
                 let mut idx = select(&acc.objs, t)?;
                 idx.reverse();
                 for i in idx {
+                    // kustomize gives each target's copy of the patch the target's apiVersion.
+                    let mut patch = d.clone();
+                    if let Some(av) = acc.objs[i].node.get("apiVersion").cloned() {
+                        patch.set("apiVersion", av);
+                    }
                     if !apply_smp(
                         &mut acc.objs[i],
-                        d,
+                        &patch,
                         p.allow_name_change,
                         p.allow_kind_change,
                     )? {
