@@ -10,6 +10,33 @@ fn set(obj: &mut Map<String, Value>, key: &str, v: Value) {
     }
 }
 
+/// A workload's update strategy, defaulted field by field as the API server does: an empty
+/// type is RollingUpdate, whose parameters default one by one (`strategy: {}` from kubectl
+/// create must end as a full RollingUpdate).
+fn rolling_update(spec: &mut Map<String, Value>, field: &str, parameters: &[(&str, Value)]) {
+    let Some(strategy) = spec
+        .entry(field)
+        .or_insert_with(|| json!({}))
+        .as_object_mut()
+    else {
+        return;
+    };
+    set(strategy, "type", json!("RollingUpdate"));
+    if strategy.get("type").and_then(Value::as_str) != Some("RollingUpdate") {
+        return;
+    }
+    let Some(rolling) = strategy
+        .entry("rollingUpdate")
+        .or_insert_with(|| json!({}))
+        .as_object_mut()
+    else {
+        return;
+    };
+    for (name, value) in parameters {
+        set(rolling, name, value.clone());
+    }
+}
+
 fn pull_policy(image: &str) -> &'static str {
     // The tag follows the last ':' after the last '/'; no tag or `latest` means Always.
     let last = image.rsplit('/').next().unwrap_or(image);
@@ -111,10 +138,10 @@ pub fn apply(group: &str, resource: &str, obj: &mut Value) {
     match (group, resource) {
         ("apps", "deployments") => {
             set(spec, "replicas", json!(1));
-            set(
+            rolling_update(
                 spec,
                 "strategy",
-                json!({"type": "RollingUpdate", "rollingUpdate": {"maxUnavailable": "25%", "maxSurge": "25%"}}),
+                &[("maxUnavailable", json!("25%")), ("maxSurge", json!("25%"))],
             );
             set(spec, "revisionHistoryLimit", json!(10));
             set(spec, "progressDeadlineSeconds", json!(600));
@@ -123,11 +150,7 @@ pub fn apply(group: &str, resource: &str, obj: &mut Value) {
         ("apps", "statefulsets") => {
             set(spec, "replicas", json!(1));
             set(spec, "podManagementPolicy", json!("OrderedReady"));
-            set(
-                spec,
-                "updateStrategy",
-                json!({"type": "RollingUpdate", "rollingUpdate": {"partition": 0}}),
-            );
+            rolling_update(spec, "updateStrategy", &[("partition", json!(0))]);
             set(spec, "revisionHistoryLimit", json!(10));
             set(
                 spec,
@@ -137,10 +160,10 @@ pub fn apply(group: &str, resource: &str, obj: &mut Value) {
             template(spec);
         }
         ("apps", "daemonsets") => {
-            set(
+            rolling_update(
                 spec,
                 "updateStrategy",
-                json!({"type": "RollingUpdate", "rollingUpdate": {"maxUnavailable": 1, "maxSurge": 0}}),
+                &[("maxUnavailable", json!(1)), ("maxSurge", json!(0))],
             );
             set(spec, "revisionHistoryLimit", json!(10));
             template(spec);

@@ -182,6 +182,38 @@ const BUILTINS: &[Builtin] = &[
     )
     .status(),
     b("", "v1", "nodes", "Node", false, &["no"]).status(),
+    b(
+        "",
+        "v1",
+        "resourcequotas",
+        "ResourceQuota",
+        true,
+        &["quota"],
+    )
+    .status(),
+    b("", "v1", "limitranges", "LimitRange", true, &["limits"]),
+    b(
+        "",
+        "v1",
+        "persistentvolumes",
+        "PersistentVolume",
+        false,
+        &["pv"],
+    )
+    .status(),
+    b("", "v1", "podtemplates", "PodTemplate", true, &[]),
+    b(
+        "",
+        "v1",
+        "replicationcontrollers",
+        "ReplicationController",
+        true,
+        &["rc"],
+    )
+    .all()
+    .status()
+    .scale()
+    .generation(),
     b("apps", "v1", "deployments", "Deployment", true, &["deploy"])
         .all()
         .status()
@@ -298,6 +330,57 @@ const BUILTINS: &[Builtin] = &[
     .status()
     .generation(),
     b("coordination.k8s.io", "v1", "leases", "Lease", true, &[]),
+    b(
+        "scheduling.k8s.io",
+        "v1",
+        "priorityclasses",
+        "PriorityClass",
+        false,
+        &["pc"],
+    ),
+    b(
+        "storage.k8s.io",
+        "v1",
+        "storageclasses",
+        "StorageClass",
+        false,
+        &["sc"],
+    ),
+    b(
+        "discovery.k8s.io",
+        "v1",
+        "endpointslices",
+        "EndpointSlice",
+        true,
+        &[],
+    ),
+    b(
+        "admissionregistration.k8s.io",
+        "v1",
+        "validatingwebhookconfigurations",
+        "ValidatingWebhookConfiguration",
+        false,
+        &[],
+    )
+    .generation(),
+    b(
+        "admissionregistration.k8s.io",
+        "v1",
+        "mutatingwebhookconfigurations",
+        "MutatingWebhookConfiguration",
+        false,
+        &[],
+    )
+    .generation(),
+    b(
+        "apiregistration.k8s.io",
+        "v1",
+        "apiservices",
+        "APIService",
+        false,
+        &[],
+    )
+    .status(),
     b("events.k8s.io", "v1", "events", "Event", true, &["ev"]),
     b(
         "apiextensions.k8s.io",

@@ -460,3 +460,129 @@ async fn bad_input_gets_kubernetes_status_errors() {
     // The server is still healthy and lost nothing.
     sim.ok(&["get", "ns", "default"]).await;
 }
+
+/// kubectl's typed clients send built-in kinds as protobuf; each must be stored as the API
+/// server stores the JSON form (zero values of omitempty fields left out, structs kept).
+#[tokio::test(flavor = "multi_thread")]
+async fn kubectl_create_sends_protobuf_for_built_in_kinds_and_they_are_stored_faithfully() {
+    let sim = start().await;
+    for args in [
+        &[
+            "create",
+            "deployment",
+            "web",
+            "--image=nginx:1.27",
+            "--replicas=2",
+            "--port=80",
+        ][..],
+        &[
+            "create",
+            "job",
+            "once",
+            "--image=busybox",
+            "--",
+            "echo",
+            "hi",
+        ],
+        &[
+            "create",
+            "cronjob",
+            "tick",
+            "--image=busybox",
+            "--schedule=*/5 * * * *",
+        ],
+        &[
+            "create",
+            "role",
+            "reader",
+            "--verb=get,list",
+            "--resource=pods",
+        ],
+        &[
+            "create",
+            "rolebinding",
+            "readers",
+            "--role=reader",
+            "--user=ann",
+        ],
+        &[
+            "create",
+            "clusterrole",
+            "lister",
+            "--verb=list",
+            "--resource=deployments.apps",
+        ],
+        &["create", "service", "clusterip", "web", "--tcp=80:8080"],
+        &[
+            "create",
+            "poddisruptionbudget",
+            "web",
+            "--selector=app=web",
+            "--min-available=1",
+        ],
+        &["create", "ingress", "web", "--rule=example.com/=web:80"],
+        &["create", "quota", "small", "--hard=pods=10,cpu=2"],
+        &["create", "priorityclass", "high", "--value=1000"],
+    ] {
+        assert!(sim.ok(args).await.contains("created"), "{args:?}");
+    }
+    let json = |args: &'static [&'static str]| {
+        let sim = &sim;
+        async move {
+            let out = sim.ok(args).await;
+            serde_json::from_str::<serde_json::Value>(&out).expect("kubectl prints JSON")
+        }
+    };
+    let deployment = json(&["get", "deployment", "web", "-o", "json"]).await;
+    assert_eq!(deployment["spec"]["replicas"], 2);
+    assert_eq!(deployment["spec"]["selector"]["matchLabels"]["app"], "web");
+    assert_eq!(deployment["spec"]["strategy"]["type"], "RollingUpdate");
+    let container = &deployment["spec"]["template"]["spec"]["containers"][0];
+    assert_eq!(container["image"], "nginx:1.27");
+    assert_eq!(container["ports"][0]["containerPort"], 80);
+    assert_eq!(container["resources"], serde_json::json!({}));
+    // proto2 writes every non-pointer field; Go's omitempty must drop the zero ones.
+    assert!(
+        container.get("stdin").is_none() && container.get("tty").is_none(),
+        "{container}"
+    );
+    assert!(deployment["spec"].get("paused").is_none(), "{deployment}");
+
+    let job = json(&["get", "job", "once", "-o", "json"]).await;
+    assert_eq!(
+        job["spec"]["template"]["spec"]["containers"][0]["command"],
+        serde_json::json!(["echo", "hi"])
+    );
+    let cronjob = json(&["get", "cronjob", "tick", "-o", "json"]).await;
+    assert_eq!(cronjob["spec"]["schedule"], "*/5 * * * *");
+    let role = json(&["get", "role", "reader", "-o", "json"]).await;
+    assert_eq!(
+        role["rules"][0]["verbs"],
+        serde_json::json!(["get", "list"])
+    );
+    assert_eq!(role["rules"][0]["apiGroups"], serde_json::json!([""]));
+    let binding = json(&["get", "rolebinding", "readers", "-o", "json"]).await;
+    assert_eq!(binding["subjects"][0]["name"], "ann");
+    assert_eq!(binding["roleRef"]["name"], "reader");
+    let service = json(&["get", "service", "web", "-o", "json"]).await;
+    assert_eq!(service["spec"]["ports"][0]["port"], 80);
+    assert_eq!(service["spec"]["ports"][0]["targetPort"], 8080);
+    let pdb = json(&["get", "pdb", "web", "-o", "json"]).await;
+    assert_eq!(pdb["spec"]["minAvailable"], 1);
+    let ingress = json(&["get", "ingress", "web", "-o", "json"]).await;
+    assert_eq!(
+        ingress["spec"]["rules"][0]["http"]["paths"][0]["backend"]["service"]["port"]["number"],
+        80
+    );
+    let quota = json(&["get", "quota", "small", "-o", "json"]).await;
+    assert_eq!(quota["spec"]["hard"]["cpu"], "2");
+    let class = json(&["get", "priorityclass", "high", "-o", "json"]).await;
+    assert_eq!(class["value"], 1000);
+
+    sim.ok(&["scale", "deployment", "web", "--replicas=3"])
+        .await;
+    let out = sim
+        .ok(&["rollout", "status", "deployment/web", "--timeout=30s"])
+        .await;
+    assert!(out.contains("successfully rolled out"), "{out}");
+}
