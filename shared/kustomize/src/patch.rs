@@ -190,10 +190,33 @@ fn merge(dest: Option<Node>, src: Option<Node>, s: Sch, depth: usize) -> Result<
         }
         Some(Node::Scalar(_)) => Ok(match src {
             Some(o) if tagged_null(&o) => None,
-            Some(o) => Some(o),
+            Some(o) => Some(keep_quoting(dest_live, o)),
             None => dest,
         }),
     }
+}
+
+/// Whether kyaml would hold `n` with a quoted (or block) style: text read from a file quoted,
+/// or a string kyaml quotes when it sets it (one YAML 1.1 would read as another type). A
+/// plain-looking string we created cannot be told from a quoted one read from a file; it is
+/// taken as created (style-less), the common case.
+fn quoted_style(n: &Node) -> bool {
+    match n {
+        Node::Scalar(s) => {
+            s.quoted && (s.value.contains('\n') || !crate::yaml::v2_plain_is_string(&s.value))
+        }
+        _ => false,
+    }
+}
+
+/// kyaml's FieldSetter gives a replaced value the old value's style: a number or boolean
+/// patched over a quoted value is written quoted, so it reads back as a string.
+fn keep_quoting(dest: Option<&Node>, src: Node) -> Node {
+    let Node::Scalar(s) = &src else { return src };
+    if s.tag == Tag::Str || !dest.is_some_and(quoted_style) {
+        return src;
+    }
+    Node::str(s.value.clone())
 }
 
 /// Applies a strategic merge patch to an object; `false` when the patch deleted it.
@@ -627,9 +650,6 @@ pub(crate) fn strategic_merge_legacy(
     }
     Ok(())
 }
-
-#[allow(dead_code)]
-fn _tag_used(_: Tag) {}
 
 #[cfg(test)]
 mod tests {
