@@ -74,6 +74,11 @@ pub(crate) struct Builder<'a> {
     stack: Vec<String>,
     /// Deprecation warnings, in the order kustomization files were loaded.
     warnings: Vec<String>,
+    /// The entry directory, from which origins are written.
+    entry: String,
+    /// The entry's `buildMetadata` is set: resources record where they come from and which
+    /// transformers ran over them (kept in the output only if asked for).
+    pub(crate) track_origins: bool,
 }
 
 /// The result of a build: the objects, and the warnings kubectl prints on stderr.
@@ -96,8 +101,13 @@ pub fn build_with_warnings(fs: &dyn FileSystem, entry: &str, opts: &Options) -> 
         opts,
         stack: Vec::new(),
         warnings: Vec::new(),
+        entry: entry.clone(),
+        track_origins: false,
     };
     let (k, _) = b.load_kustomization(&entry, opts.generate_missing_kustomization)?;
+    // Only the entry's buildMetadata counts: kustomize gives it to every base.
+    b.track_origins = !k.build_metadata.is_empty();
+    let wants = |option: &str| k.build_metadata.iter().any(|o| o == option);
     let mut acc = Acc::new();
     b.stack.push(entry.clone());
     b.accumulate_target(&entry, &k, &mut acc)?;
@@ -113,8 +123,22 @@ pub fn build_with_warnings(fs: &dyn FileSystem, entry: &str, opts: &Options) -> 
         ]) != Some("true")
     });
     sort::apply(&mut acc.objs, k.sort_options.as_ref())?;
+    if wants("managedByLabel") {
+        transformers::set_entries(
+            &mut acc.objs,
+            &[(
+                "app.kubernetes.io/managed-by".to_string(),
+                "kustomize-(devel)".to_string(),
+            )],
+            &[crate::fieldspec::FieldSpec::new("metadata/labels", true)],
+        )?;
+    }
+    let keep = Keep {
+        origin: wants("originAnnotations"),
+        transformations: wants("transformerAnnotations"),
+    };
     for o in &mut acc.objs {
-        finish_annotations(&mut o.node);
+        finish_annotations(&mut o.node, keep);
     }
     Ok(Build {
         objects: acc.objs,
@@ -125,7 +149,7 @@ pub fn build_with_warnings(fs: &dyn FileSystem, entry: &str, opts: &Options) -> 
 /// Annotations kustomize uses while building (its own and kyaml's reader annotations),
 /// removed from the output, with the origin and transformation records it only keeps when
 /// `buildMetadata` asks for them.
-const BUILD_ANNOTATIONS: [&str; 20] = [
+const BUILD_ANNOTATIONS: [&str; 18] = [
     "internal.config.kubernetes.io/previousKinds",
     "internal.config.kubernetes.io/previousNames",
     "internal.config.kubernetes.io/prefixes",
@@ -144,15 +168,22 @@ const BUILD_ANNOTATIONS: [&str; 20] = [
     "config.kubernetes.io/path",
     "config.kubernetes.io/index",
     "config.k8s.io/id",
-    "config.kubernetes.io/origin",
-    "alpha.config.kubernetes.io/transformations",
 ];
+const ORIGIN: &str = "config.kubernetes.io/origin";
+const TRANSFORMATIONS: &str = "alpha.config.kubernetes.io/transformations";
+
+/// Which `buildMetadata` annotations stay in the output.
+#[derive(Clone, Copy)]
+struct Keep {
+    origin: bool,
+    transformations: bool,
+}
 
 /// kustomize's last steps on every resource: the build annotations are dropped and the
 /// annotations written back as kyaml's `SetAnnotations` writes them, every value as the
 /// string of its text (collections as ""), an empty map removed, and `metadata` created
 /// if missing.
-fn finish_annotations(node: &mut Node) {
+fn finish_annotations(node: &mut Node, keep: Keep) {
     let Some(meta) = node.entry_map("metadata") else {
         return;
     };
@@ -162,7 +193,11 @@ fn finish_annotations(node: &mut Node) {
     let entries: Vec<(String, Node)> = match annotations {
         Node::Map(entries) => entries
             .into_iter()
-            .filter(|(k, _)| !BUILD_ANNOTATIONS.contains(&k.as_str()))
+            .filter(|(k, _)| {
+                !BUILD_ANNOTATIONS.contains(&k.as_str())
+                    && (keep.origin || k != ORIGIN)
+                    && (keep.transformations || k != TRANSFORMATIONS)
+            })
             .map(|(k, v)| {
                 let text = match v {
                     Node::Scalar(s) => s.value,
@@ -175,6 +210,101 @@ fn finish_annotations(node: &mut Node) {
     };
     if !entries.is_empty() {
         meta.set("annotations", Node::Map(entries));
+    }
+}
+
+/// `path` relative to directory `from` (both normalized paths below the root), as Go's
+/// `filepath.Join` builds kustomize's origin paths.
+fn relative_path(from: &str, path: &str) -> String {
+    let from: Vec<&str> = from.split('/').filter(|c| !c.is_empty()).collect();
+    let to: Vec<&str> = path.split('/').filter(|c| !c.is_empty()).collect();
+    let common = from.iter().zip(&to).take_while(|(a, b)| a == b).count();
+    let mut parts: Vec<&str> = vec![".."; from.len() - common];
+    parts.extend(&to[common..]);
+    if parts.is_empty() {
+        ".".to_string()
+    } else {
+        parts.join("/")
+    }
+}
+
+/// A scalar as kyaml's marshaller writes it in an origin annotation.
+fn origin_scalar(s: &str) -> String {
+    let typed = !crate::yaml::v2_plain_is_string(s)
+        || crate::yaml::resolve_v3(s) != crate::yaml::Resolved::Str;
+    if typed {
+        return format!("{s:?}");
+    }
+    let first = s.chars().next().unwrap_or(' ');
+    let plain = !s.contains(": ")
+        && !s.contains(" #")
+        && !s.ends_with(':')
+        && !s.ends_with(' ')
+        && !"-?:,[]{}#&*!|>'\"%@` ".contains(first);
+    if plain {
+        s.to_string()
+    } else {
+        format!("'{}'", s.replace('\'', "''"))
+    }
+}
+
+/// The text of a generator's or transformer's `resource.Origin` (kyaml-marshalled).
+pub(crate) fn configured_origin(configured_in: &str, kind: &str, name: &str, ns: &str) -> String {
+    let mut text = format!(
+        "configuredIn: {}\nconfiguredBy:\n  apiVersion: builtin\n  kind: {kind}\n",
+        origin_scalar(configured_in)
+    );
+    if !name.is_empty() {
+        text.push_str(&format!("  name: {}\n", origin_scalar(name)));
+    }
+    if !ns.is_empty() {
+        text.push_str(&format!("  namespace: {}\n", origin_scalar(ns)));
+    }
+    text
+}
+
+fn annotation<'a>(o: &'a Object, key: &str) -> Option<&'a str> {
+    o.node.str_at(&["metadata", "annotations", key])
+}
+
+fn set_annotation(o: &mut Object, key: &str, value: String) {
+    if let Some(meta) = o.node.entry_map("metadata")
+        && let Some(annotations) = meta.entry_map("annotations")
+    {
+        annotations.set(key, Node::str(value));
+    }
+}
+
+/// Gives objects without an origin this one (kustomize's `AddOriginAnnotation`).
+pub(crate) fn add_origin(objs: &mut [Object], origin: &str) {
+    for o in objs.iter_mut().filter(|o| annotation(o, ORIGIN).is_none()) {
+        set_annotation(o, ORIGIN, origin.to_string());
+    }
+}
+
+/// The origin `old` had, restored on the object that replaced it.
+pub(crate) fn keep_origin(old: &Object, new: &mut Object) {
+    if let Some(origin) = annotation(old, ORIGIN) {
+        set_annotation(new, ORIGIN, origin.to_string());
+    }
+}
+
+/// Records that a transformer ran over every object (kustomize's
+/// `AddTransformerAnnotation`): an object without an origin takes the transformer's.
+fn add_transformation(objs: &mut [Object], origin: &str) {
+    let mut item = String::new();
+    for (i, line) in origin.lines().enumerate() {
+        item.push_str(if i == 0 { "- " } else { "  " });
+        item.push_str(line);
+        item.push('\n');
+    }
+    for o in objs.iter_mut() {
+        if annotation(o, ORIGIN).is_none() {
+            set_annotation(o, ORIGIN, origin.to_string());
+            continue;
+        }
+        let list = annotation(o, TRANSFORMATIONS).unwrap_or("").to_string() + &item;
+        set_annotation(o, TRANSFORMATIONS, list);
     }
 }
 
@@ -360,7 +490,8 @@ impl Builder<'_> {
             let docs =
                 read_yaml_with(self.fs, &p, self.opts.limits, parse_documents_last_key_wins)?;
             let doc = docs.into_iter().next().unwrap_or_else(Node::map);
-            let k = Kustomization::from_node(&doc).map_err(|e| e.context(p.clone()))?;
+            let mut k = Kustomization::from_node(&doc).map_err(|e| e.context(p.clone()))?;
+            k.file_name = p.rsplit('/').next().unwrap_or(&p).to_string();
             self.warnings
                 .extend(k.deprecations.iter().map(|w| w.to_string()));
             let errors = k.kind_errors();
@@ -533,7 +664,13 @@ impl Builder<'_> {
             ))));
         }
         let docs = read_yaml(self.fs, p, self.opts.limits).map_err(from)?;
-        let objs = objects_from_docs(docs).map_err(from)?;
+        let mut objs = objects_from_docs(docs).map_err(from)?;
+        if self.track_origins {
+            let origin = format!("path: {}\n", origin_scalar(&relative_path(&self.entry, p)));
+            for o in &mut objs {
+                set_annotation(o, ORIGIN, origin.clone());
+            }
+        }
         // Duplicates within the file are found while the file is read, others when merged.
         let mut file_acc = Acc::new();
         for o in objs {
@@ -610,41 +747,83 @@ impl Builder<'_> {
             .map_err(|e| Error::msg(format!("accumulateDirectory: {:?}", e.to_string())))
     }
 
+    /// The origin of a builtin generator or transformer configured in `dir`'s kustomization.
+    pub(crate) fn builtin_origin(&self, dir: &str, k: &Kustomization, kind: &str) -> String {
+        let file = join(dir, &k.file_name).unwrap_or_default();
+        configured_origin(&relative_path(&self.entry, &file), kind, "", "")
+    }
+
+    /// Records `count` runs of builtin transformer `kind` over the accumulated objects.
+    fn ran(&self, dir: &str, k: &Kustomization, kind: &str, count: usize, acc: &mut Acc) {
+        if !self.track_origins {
+            return;
+        }
+        let origin = self.builtin_origin(dir, k, kind);
+        for _ in 0..count {
+            add_transformation(&mut acc.objs, &origin);
+        }
+    }
+
     fn run_transformers(&mut self, dir: &str, k: &Kustomization, acc: &mut Acc) -> Result<()> {
         patch::strategic_merge_legacy(self, dir, &k.patches_strategic_merge, acc)?;
+        let merges = usize::from(!k.patches_strategic_merge.is_empty());
+        self.ran(dir, k, "PatchStrategicMergeTransformer", merges, acc);
         for p in &k.patches {
             patch::apply_patch(self, dir, p, acc)?;
+            self.ran(dir, k, "PatchTransformer", 1, acc);
         }
         if !k.namespace.is_empty() {
             transformers::namespace(&mut acc.objs, &k.namespace, &acc.config)?;
+            self.ran(dir, k, "NamespaceTransformer", 1, acc);
         }
         if !k.name_prefix.is_empty() {
             transformers::prefix_suffix(&mut acc.objs, &k.name_prefix, true, &acc.config)?;
+            self.ran(dir, k, "PrefixTransformer", 1, acc);
         }
         if !k.name_suffix.is_empty() {
             transformers::prefix_suffix(&mut acc.objs, &k.name_suffix, false, &acc.config)?;
+            self.ran(dir, k, "SuffixTransformer", 1, acc);
         }
         transformers::labels(&mut acc.objs, k, &acc.config)?;
+        // One transformer per `labels` entry and one for commonLabels, even empty.
+        if !k.labels.is_empty() || !k.common_labels.is_empty() {
+            self.ran(dir, k, "LabelTransformer", k.labels.len() + 1, acc);
+        }
         if !k.common_annotations.is_empty() {
             transformers::annotations(&mut acc.objs, &k.common_annotations, &acc.config)?;
+            self.ran(dir, k, "AnnotationsTransformer", 1, acc);
         }
         for p in &k.patches_json6902 {
             patch::apply_patch(self, dir, p, acc)?;
+            self.ran(dir, k, "PatchJson6902Transformer", 1, acc);
         }
         for (name, count) in &k.replicas {
             transformers::replicas(&mut acc.objs, name, count, &acc.config)?;
+            self.ran(dir, k, "ReplicaCountTransformer", 1, acc);
         }
         for img in &k.images {
             transformers::images(&mut acc.objs, img, &acc.config)?;
+            self.ran(dir, k, "ImageTagTransformer", 1, acc);
         }
         if !k.replacements.is_empty() {
             replacements::run(self, dir, &k.replacements, &mut acc.objs)?;
+            self.ran(dir, k, "ReplacementTransformer", 1, acc);
         }
         for t in &k.transformers {
-            let docs = read_yaml(self.fs, &self.file_in(dir, t)?, self.opts.limits)?;
+            let file = self.file_in(dir, t)?;
+            let docs = read_yaml(self.fs, &file, self.opts.limits)?;
             for d in docs {
                 self.run_configured_transformer(&d, acc)
                     .map_err(|e| e.context(format!("transformer {t}")))?;
+                if self.track_origins {
+                    let origin = configured_origin(
+                        &relative_path(&self.entry, &file),
+                        d.str_at(&["kind"]).unwrap_or(""),
+                        d.str_at(&["metadata", "name"]).unwrap_or(""),
+                        d.str_at(&["metadata", "namespace"]).unwrap_or(""),
+                    );
+                    add_transformation(&mut acc.objs, &origin);
+                }
             }
         }
         Ok(())

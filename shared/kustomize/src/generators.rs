@@ -267,7 +267,19 @@ pub(crate) fn run(b: &Builder, dir: &str, k: &Kustomization, acc: &mut Acc) -> R
     for a in &k.secret_generator {
         generated.push(make(b, dir, a, true, global)?);
     }
-    for g in generated {
+    let configmaps = k.config_map_generator.len();
+    for (i, mut g) in generated.into_iter().enumerate() {
+        if b.track_origins {
+            let kind = if i < configmaps {
+                "ConfigMapGenerator"
+            } else {
+                "SecretGenerator"
+            };
+            crate::build::add_origin(
+                std::slice::from_mut(&mut g),
+                &b.builtin_origin(dir, k, kind),
+            );
+        }
         absorb(acc, g)?;
     }
     Ok(())
@@ -349,6 +361,9 @@ fn absorb(acc: &mut Acc, mut g: Object) -> Result<()> {
                         Node::Map(merged.into_iter().map(|(k, v)| (k, Node::str(v))).collect()),
                     );
                 }
+            }
+            if g.behavior == Behavior::Merge {
+                crate::build::keep_origin(old, &mut g);
             }
             let (name, ns) = (old.name().to_string(), old.namespace().to_string());
             g.set_name(&name);

@@ -65,6 +65,8 @@ pub struct Label {
 /// A kustomization file.
 #[derive(Clone, Debug, Default)]
 pub struct Kustomization {
+    /// The file's name (`kustomization.yaml`, `kustomization.yml` or `Kustomization`).
+    pub file_name: String,
     pub kind: String,
     pub api_version: String,
     pub is_component: bool,
@@ -90,6 +92,7 @@ pub struct Kustomization {
     pub configurations: Vec<String>,
     pub transformers: Vec<String>,
     pub sort_options: Option<Node>,
+    pub build_metadata: Vec<String>,
     /// Fields naming features that would run programs or plugins (helm, exec generators,
     /// validators) or replace the built-in schema; the engine refuses them.
     pub unsupported: Vec<String>,
@@ -726,6 +729,8 @@ impl Kustomization {
         k.configurations = str_list(doc, "configurations")?;
         k.transformers = str_list(doc, "transformers")?;
         k.sort_options = doc.get("sortOptions").cloned();
+        k.build_metadata = str_list(doc, "buildMetadata")?;
+        k.file_name = "kustomization.yaml".into();
         for (field, message) in DEPRECATED {
             if doc.get(field).is_some_and(|n| !n.is_null()) {
                 k.deprecations.push(message);
