@@ -347,10 +347,40 @@ fn set_field(target: &mut Node, value: &Node, delimiter: &str, index: i64) -> Re
     }
     match (&mut *target, &value) {
         // kyaml replaces only the text of a scalar target: its tag and style stay.
-        (Node::Scalar(t), Node::Scalar(v)) => t.value = v.value.clone(),
+        (Node::Scalar(t), Node::Scalar(v)) => {
+            t.value = v.value.clone();
+            check_typed_text(t)?;
+        }
         _ => *target = value,
     }
     Ok(())
+}
+
+/// A target typed as a number or boolean keeps that tag, so new text of another type fails
+/// when kustomize next decodes the object, as go-yaml does.
+fn check_typed_text(t: &crate::yaml::Scalar) -> Result<()> {
+    use crate::yaml::{Resolved, Tag, resolve_v3};
+    let want = match t.tag {
+        Tag::Int => "!!int",
+        Tag::Float => "!!float",
+        Tag::Bool => "!!bool",
+        _ => return Ok(()),
+    };
+    let (got, ok) = match resolve_v3(&t.value) {
+        Resolved::Int(_) => ("!!int", matches!(t.tag, Tag::Int | Tag::Float)),
+        Resolved::Float(_) => ("!!float", t.tag == Tag::Float),
+        Resolved::Bool(_) => ("!!bool", t.tag == Tag::Bool),
+        Resolved::Null => ("!!null", false),
+        Resolved::Timestamp(_) => ("!!timestamp", false),
+        Resolved::Str => ("!!str", false),
+    };
+    if ok {
+        return Ok(());
+    }
+    Err(Error::msg(format!(
+        "map[string]interface {{}}(nil): yaml: cannot decode {got} `{}` as a {want}",
+        t.value
+    )))
 }
 
 fn one(r: &Node, objs: &mut [Object]) -> Result<()> {
