@@ -568,6 +568,28 @@ impl Builder<'_> {
         Ok(())
     }
 
+    /// Go's `filepath.EvalSymlinks` failure for a path that does not exist: `lstat` names the
+    /// first component missing.
+    pub(crate) fn missing(&self, p: &str) -> String {
+        let mut first_missing = p;
+        for (i, _) in p.match_indices('/') {
+            if self.fs.kind(&p[..i]).is_none() {
+                first_missing = &p[..i];
+                break;
+            }
+        }
+        format!("evalsymlink failure on '{p}' : lstat {first_missing}: no such file or directory")
+    }
+
+    /// A YAML file listed in kustomization `dir` (configurations, crds).
+    fn read_listed(&self, dir: &str, rel: &str) -> Result<Vec<Node>> {
+        let p = join(dir, rel)?;
+        if self.fs.kind(&p).is_none() {
+            return Err(Error::msg(self.missing(&p)));
+        }
+        read_yaml(self.fs, &self.file_in(dir, rel)?, self.opts.limits)
+    }
+
     /// A file path of kustomization `dir`, which must stay inside `dir`.
     pub(crate) fn file_in(&self, dir: &str, rel: &str) -> Result<String> {
         let p = join(dir, rel)?;
@@ -601,13 +623,15 @@ impl Builder<'_> {
                 .map_err(|e| e.context("accumulating resources"))?;
         }
         for c in &k.configurations {
-            let docs = read_yaml(self.fs, &self.file_in(dir, c)?, self.opts.limits)?;
+            let docs = self.read_listed(dir, c)?;
             for d in docs {
                 acc.add_config(TransformerConfig::from_node(&d));
             }
         }
         for c in &k.crds {
-            let docs = read_yaml(self.fs, &self.file_in(dir, c)?, self.opts.limits)?;
+            let docs = self
+                .read_listed(dir, c)
+                .map_err(|e| e.context(format!("loading CRDs [{}]", k.crds.join(" "))))?;
             let mut add = TransformerConfig::default();
             crate::crds::load(&docs, &mut add);
             acc.add_config(add);
@@ -631,6 +655,11 @@ impl Builder<'_> {
             )));
         }
         let p = join(dir, rel)?;
+        if rel.is_empty() {
+            return Err(Error::msg(format!(
+                "accumulation err='accumulating resources from '': '{p}' must resolve to a file': new root cannot be empty"
+            )));
+        }
         match self.fs.kind(&p) {
             Some(EntryKind::File) => self.accumulate_file(dir, rel, &p, acc).map_err(|e| {
                 // Malformed YAML is reported alone; anything else after kustomize's second
@@ -651,7 +680,8 @@ impl Builder<'_> {
                 .context_of(e)
             }),
             None => Err(Error::msg(format!(
-                "accumulation err='accumulating resources from '{rel}': evalsymlink failure on '{p}' : lstat {p}: no such file or directory': must build at directory: not a valid directory: evalsymlink failure on '{p}' : lstat {p}: no such file or directory"
+                "accumulation err='accumulating resources from '{rel}': {missing}': must build at directory: not a valid directory: {missing}",
+                missing = self.missing(&p)
             ))),
         }
     }
@@ -739,7 +769,8 @@ impl Builder<'_> {
             }
             None => {
                 return Err(Error::msg(format!(
-                    "loader.New \"must build at directory: not a valid directory: evalsymlink failure on '{p}' : lstat {p}: no such file or directory\""
+                    "loader.New \"must build at directory: not a valid directory: {}\"",
+                    self.missing(&p)
                 )));
             }
         }
@@ -811,6 +842,12 @@ impl Builder<'_> {
         }
         for t in &k.transformers {
             let file = self.file_in(dir, t)?;
+            if self.fs.kind(&file).is_none() {
+                let missing = self.missing(&file);
+                return Err(Error::msg(format!(
+                    "accumulation err='accumulating resources from '{t}': {missing}': must build at directory: not a valid directory: {missing}"
+                )));
+            }
             let docs = read_yaml(self.fs, &file, self.opts.limits)?;
             for d in docs {
                 self.run_configured_transformer(&d, acc)

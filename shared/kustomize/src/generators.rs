@@ -49,9 +49,7 @@ fn read_source(b: &Builder, dir: &str, rel: &str) -> Result<Vec<u8>> {
     let p = join(dir, rel)?;
     match b.fs.kind(&p) {
         None => {
-            return Err(Error::msg(format!(
-                "evalsymlink failure on '{p}' : lstat {p}: no such file or directory"
-            )));
+            return Err(Error::msg(b.missing(&p)));
         }
         Some(EntryKind::Dir) => {
             return Err(Error::msg(format!("'{p}' must resolve to a file")));
