@@ -10,10 +10,9 @@
 //! ([`persist`]) and fault injection ([`Faults`]).
 //!
 //! # Differences from kube-apiserver
-//! - Request bodies in protobuf are decoded only for Namespace, ConfigMap, Secret and
-//!   ServiceAccount (what `kubectl create namespace|configmap|secret|serviceaccount` send);
-//!   other protobuf bodies get 415 (so `kubectl create deployment` and `kubectl run` fail).
-//!   Responses are always JSON.
+//! - Request bodies in protobuf are decoded for the built-in kinds of the [`protobuf`] table
+//!   (what kubectl's typed clients send: `kubectl create deployment|job|role|quota ...`);
+//!   custom resources in protobuf get 415, as no client sends them. Responses are always JSON.
 //! - OpenAPI: `/openapi/v3` lists every group/version with its PATCH parameters (what kubectl
 //!   probes for `fieldValidation`) and CRD schemas; built-in schemas are not published, so
 //!   kubectl builds strategic merge patches from its compiled-in types and `kubectl explain`
@@ -23,8 +22,11 @@
 //!   rejected under `fieldValidation=Strict`. Built-in kinds have no schema here: their specs
 //!   are not validated and unknown fields in them are kept rather than dropped.
 //! - Defaulting covers the common workload, pod template, Service and Secret fields.
-//! - No admission, authorization, pods, kubelet, logs, exec or port-forward; workloads are
-//!   simulated (see [`workloads`]); one Node exists.
+//! - No admission and no RBAC enforcement: access reviews (`kubectl auth can-i`) are all
+//!   allowed, with the reason ([`access_review`]). No pods of workloads, ReplicaSets of
+//!   Deployments, kubelet, logs, exec or port-forward: workloads' status is simulated (see
+//!   [`workloads`]), so `kubectl rollout history|undo` and `kubectl logs` find nothing; one
+//!   Node exists.
 //! - A `continue` token resumes after its last key in the current state, not in a snapshot
 //!   at the token's resourceVersion.
 //! - Versions of a multi-version CRD are served without conversion (as with strategy None;
@@ -39,6 +41,7 @@
 //! # Ok(()) }
 //! ```
 
+pub mod access_review;
 pub mod api;
 pub mod controllers;
 pub mod crd;

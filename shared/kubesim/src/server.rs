@@ -19,6 +19,7 @@ use tokio::sync::watch;
 use tokio::task::JoinSet;
 use tokio_rustls::TlsAcceptor;
 
+use crate::access_review;
 use crate::api::{self, Params, Reply, Target};
 use crate::discovery;
 use crate::error::{Error, Result};
@@ -521,6 +522,24 @@ async fn route(
         ["apis", g, v, rest @ ..] if !rest.is_empty() => (*g, *v, rest),
         _ => return Err(ApiError::no_route()),
     };
+    if let Some(resource) = rest
+        .last()
+        .filter(|r| access_review::is_review(group, version, r))
+    {
+        if method != Method::POST {
+            return Err(ApiError::method_not_allowed(
+                "the server does not allow this method on the requested resource",
+            ));
+        }
+        let resource = resource.to_string();
+        let body = read_body(req.into_body()).await?;
+        let review = api::decode(&body, &content_type)?;
+        return Ok(json_response(
+            201,
+            &access_review::answer(&resource, review)?,
+            "application/json",
+        ));
+    }
     let (namespace, rest) = match rest {
         ["namespaces", ns, r, more @ ..]
             if sim

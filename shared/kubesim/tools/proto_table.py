@@ -30,6 +30,8 @@ API_PACKAGES = {
     "coordination/v1": "coordination.k8s.io/v1",
     "storage/v1": "storage.k8s.io/v1",
     "discovery/v1": "discovery.k8s.io/v1",
+    "authorization/v1": "authorization.k8s.io/v1",
+    "authentication/v1": "authentication.k8s.io/v1",
 }
 SPECIAL = {
     "meta/v1.Time": "time",
