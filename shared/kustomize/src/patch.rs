@@ -75,6 +75,15 @@ fn seq_directive(items: &mut Vec<Node>) -> Result<Directive> {
     Ok(d)
 }
 
+/// The yaml.v3 name of a node's kind, as kyaml's errors print it.
+fn node_kind(n: &Node) -> &'static str {
+    match n {
+        Node::Map(_) => "MappingNode",
+        Node::Seq(_) => "SequenceNode",
+        Node::Scalar(_) => "ScalarNode",
+    }
+}
+
 /// Merges `src` (the patch) into `dest`; `None` means the field is removed.
 fn merge(dest: Option<Node>, src: Option<Node>, s: Sch, depth: usize) -> Result<Option<Node>> {
     if depth > 200 {
@@ -82,6 +91,16 @@ fn merge(dest: Option<Node>, src: Option<Node>, s: Sch, depth: usize) -> Result<
     }
     let dest_live = dest.as_ref().filter(|d| !d.is_null());
     let src_live = src.as_ref().filter(|d| !d.is_null());
+    if let (Some(d), Some(o)) = (dest_live, src_live)
+        && node_kind(d) != node_kind(o)
+    {
+        return Err(Error::msg(format!(
+            "wrong node kind: expected {} but got {}: node contents:\n{}",
+            node_kind(d),
+            node_kind(o),
+            crate::yaml::to_yaml(o).unwrap_or_default()
+        )));
+    }
     let kind_of = dest_live.or(src_live);
     match kind_of {
         None | Some(Node::Map(_)) => {
