@@ -138,7 +138,7 @@ pub fn build_with_warnings(fs: &dyn FileSystem, entry: &str, opts: &Options) -> 
         transformations: wants("transformerAnnotations"),
     };
     for o in &mut acc.objs {
-        finish_annotations(&mut o.node, keep);
+        finish_annotations(&mut o.node, keep)?;
     }
     Ok(Build {
         objects: acc.objs,
@@ -172,6 +172,18 @@ const BUILD_ANNOTATIONS: [&str; 18] = [
 const ORIGIN: &str = "config.kubernetes.io/origin";
 const TRANSFORMATIONS: &str = "alpha.config.kubernetes.io/transformations";
 
+/// kubectl's failure for a mapping key kustomize created from text that reads as another
+/// type (`"1"`, `"true"`, `""`): kyaml writes new keys untagged, so they come out plain and
+/// kubectl's re-read makes them non-string keys, which JSON cannot carry.
+pub(crate) fn check_created_key(key: &str) -> Result<()> {
+    if crate::yaml::resolve_v3(key) == crate::yaml::Resolved::Str {
+        return Ok(());
+    }
+    Err(Error::msg(format!(
+        "key {key:?} is written unquoted and read back as a non-string: json: unsupported type: map[interface {{}}]interface {{}}"
+    )))
+}
+
 /// Which `buildMetadata` annotations stay in the output.
 #[derive(Clone, Copy)]
 struct Keep {
@@ -183,12 +195,12 @@ struct Keep {
 /// annotations written back as kyaml's `SetAnnotations` writes them, every value as the
 /// string of its text (collections as ""), an empty map removed, and `metadata` created
 /// if missing.
-fn finish_annotations(node: &mut Node, keep: Keep) {
+fn finish_annotations(node: &mut Node, keep: Keep) -> Result<()> {
     let Some(meta) = node.entry_map("metadata") else {
-        return;
+        return Ok(());
     };
     let Some(annotations) = meta.remove("annotations") else {
-        return;
+        return Ok(());
     };
     let entries: Vec<(String, Node)> = match annotations {
         Node::Map(entries) => entries
@@ -208,9 +220,13 @@ fn finish_annotations(node: &mut Node, keep: Keep) {
             .collect(),
         _ => Vec::new(),
     };
+    for (k, _) in &entries {
+        check_created_key(k)?;
+    }
     if !entries.is_empty() {
         meta.set("annotations", Node::Map(entries));
     }
+    Ok(())
 }
 
 /// `path` relative to directory `from` (both normalized paths below the root), as Go's

@@ -209,6 +209,7 @@ fn make(
     let mut data = Vec::new();
     let mut binary = Vec::new();
     for (k, v) in pairs(b, dir, a)? {
+        crate::build::check_created_key(&k)?;
         if secret {
             data.push((k, base64(&v)));
         } else {
@@ -217,6 +218,9 @@ fn make(
                 Err(e) => binary.push((k, base64(e.as_bytes()))),
             }
         }
+    }
+    for (k, _) in opts.labels.iter().chain(&opts.annotations) {
+        crate::build::check_created_key(k)?;
     }
     let mut node = Node::Map(vec![
         ("apiVersion".into(), Node::str("v1")),

@@ -141,6 +141,9 @@ pub(crate) fn set_entries(
                     )));
                 }
                 for (k, v) in &sorted {
+                    if n.get(k).is_none() {
+                        crate::build::check_created_key(k)?;
+                    }
                     n.set(k, Node::str(v.as_str()));
                 }
                 Ok(())
