@@ -573,8 +573,19 @@ pub(crate) fn apply_legacy_json6902(
 
 /// One entry of `patches` (kustomize's PatchTransformer).
 pub(crate) fn apply_patch(b: &Builder, dir: &str, p: &Patch, acc: &mut Acc) -> Result<()> {
-    let (docs, _) = patch_docs(b, dir, p)?;
     let file = patch_source(p);
+    let (docs, _) = patch_docs(b, dir, p).map_err(|e| match e {
+        Error::Yaml { .. } => Error::msg(format!("unable to parse SM or JSON patch from {file}")),
+        Error::Fs(_) => e.context(format!(
+            "failed to get the patch file from path({})",
+            p.path.as_deref().unwrap_or("")
+        )),
+        Error::Msg(m) if m.starts_with("security;") => Error::Msg(m).context(format!(
+            "failed to get the patch file from path({})",
+            p.path.as_deref().unwrap_or("")
+        )),
+        e => e,
+    })?;
     if docs.is_empty() {
         // Nothing but comments reads as an empty SM patch list and as a null JSON patch.
         return Err(Error::msg(format!(
@@ -644,11 +655,12 @@ pub(crate) fn strategic_merge_legacy(
     acc: &mut Acc,
 ) -> Result<()> {
     for e in entries {
-        let is_file = crate::fs::join(dir, e)
-            .ok()
-            .and_then(|p| b.fs.kind(&p))
-            .is_some();
-        let p = if is_file || !e.contains('\n') {
+        // kustomize reads an entry as patch content first, as a file path when that fails.
+        let is_content = parse_documents(e, Limits::default()).is_ok_and(|docs| {
+            let docs: Vec<Node> = docs.into_iter().flatten().collect();
+            !docs.is_empty() && docs.iter().all(|d| matches!(d, Node::Map(_)))
+        });
+        let p = if !is_content {
             Patch {
                 path: Some(e.clone()),
                 ..Default::default()
