@@ -134,13 +134,17 @@ enum GoType {
     /// A string kind, named as Go prints its type (`string`, `types.SortOrder`).
     Str(&'static str),
     Bool,
-    Int64,
+    /// An integer kind, named as Go prints it (`int64`, `int`).
+    Int(&'static str),
     StrMap,
     BoolMap,
     List(&'static GoType),
     Struct(&'static GoStruct),
     /// Decoded by other parts of the engine, with their own checks.
     Any,
+    /// Checked against the inner type but kept as written (vars are read with the key
+    /// spellings kustomize's documentation uses, `fieldref: {fieldpath: …}`).
+    Verbatim(&'static GoType),
 }
 
 struct GoStruct {
@@ -219,7 +223,7 @@ const IMAGE: GoStruct = GoStruct {
 
 const REPLICA: GoStruct = GoStruct {
     name: "Replica",
-    fields: &[("name", STRING), ("count", GoType::Int64)],
+    fields: &[("name", STRING), ("count", GoType::Int("int64"))],
 };
 
 const FIELD_SPEC: GoStruct = GoStruct {
@@ -268,6 +272,74 @@ const OBJECT_META: GoStruct = GoStruct {
 
 const ANY_LIST: GoType = GoType::List(&GoType::Any);
 
+const VAR_TARGET: GoStruct = GoStruct {
+    name: "Target",
+    fields: &[
+        ("apiVersion", STRING),
+        ("group", STRING),
+        ("version", STRING),
+        ("kind", STRING),
+        ("name", STRING),
+        ("namespace", STRING),
+    ],
+};
+
+const FIELD_SELECTOR: GoStruct = GoStruct {
+    name: "FieldSelector",
+    fields: &[("fieldPath", STRING)],
+};
+
+const VAR: GoStruct = GoStruct {
+    name: "Var",
+    fields: &[
+        ("name", STRING),
+        ("objref", GoType::Struct(&VAR_TARGET)),
+        ("fieldref", GoType::Struct(&FIELD_SELECTOR)),
+    ],
+};
+
+const FIELD_OPTIONS: GoStruct = GoStruct {
+    name: "FieldOptions",
+    fields: &[
+        ("delimiter", STRING),
+        ("index", GoType::Int("int")),
+        ("encoding", STRING),
+        ("create", GoType::Bool),
+    ],
+};
+
+const SOURCE_SELECTOR: GoStruct = GoStruct {
+    name: "SourceSelector",
+    fields: &[
+        ("group", STRING),
+        ("version", STRING),
+        ("kind", STRING),
+        ("name", STRING),
+        ("namespace", STRING),
+        ("fieldPath", STRING),
+        ("options", GoType::Struct(&FIELD_OPTIONS)),
+    ],
+};
+
+const TARGET_SELECTOR: GoStruct = GoStruct {
+    name: "TargetSelector",
+    fields: &[
+        ("select", GoType::Struct(&SELECTOR)),
+        ("reject", GoType::List(&GoType::Struct(&SELECTOR))),
+        ("fieldPaths", STRINGS),
+        ("options", GoType::Struct(&FIELD_OPTIONS)),
+    ],
+};
+
+const REPLACEMENT_FIELD: GoStruct = GoStruct {
+    name: "ReplacementField",
+    fields: &[
+        ("source", GoType::Struct(&SOURCE_SELECTOR)),
+        ("targets", GoType::List(&GoType::Struct(&TARGET_SELECTOR))),
+        ("path", STRING),
+    ],
+};
+
 const KUSTOMIZATION: GoStruct = GoStruct {
     name: "Kustomization",
     fields: &[
@@ -289,9 +361,15 @@ const KUSTOMIZATION: GoStruct = GoStruct {
         ("patches", GoType::List(&GoType::Struct(&PATCH))),
         ("images", GoType::List(&GoType::Struct(&IMAGE))),
         ("imageTags", GoType::List(&GoType::Struct(&IMAGE))),
-        ("replacements", ANY_LIST),
+        (
+            "replacements",
+            GoType::List(&GoType::Struct(&REPLACEMENT_FIELD)),
+        ),
         ("replicas", GoType::List(&GoType::Struct(&REPLICA))),
-        ("vars", ANY_LIST),
+        (
+            "vars",
+            GoType::List(&GoType::Verbatim(&GoType::Struct(&VAR))),
+        ),
         ("sortOptions", GoType::Struct(&SORT_OPTIONS)),
         ("resources", STRINGS),
         ("components", STRINGS),
@@ -322,12 +400,13 @@ impl GoType {
         match self {
             GoType::Str(name) => name.to_string(),
             GoType::Bool => "bool".into(),
-            GoType::Int64 => "int64".into(),
+            GoType::Int(name) => name.to_string(),
             GoType::StrMap => "map[string]string".into(),
             GoType::BoolMap => "map[string]bool".into(),
             GoType::List(item) => format!("[]{}", item.name()),
             GoType::Struct(s) => format!("types.{}", s.name),
             GoType::Any => "interface {}".into(),
+            GoType::Verbatim(inner) => inner.name(),
         }
     }
 }
@@ -415,7 +494,11 @@ impl Decoder {
             (GoType::Any, ..) => n.clone(),
             (GoType::Str(_), JsonKind::String, _) => n.clone(),
             (GoType::Bool, JsonKind::Bool(b), _) => Node::plain(if b { "true" } else { "false" }),
-            (GoType::Int64, JsonKind::Number, Node::Scalar(s)) => {
+            (GoType::Verbatim(inner), ..) => {
+                self.value(n, inner, struct_name);
+                n.clone()
+            }
+            (GoType::Int(_), JsonKind::Number, Node::Scalar(s)) => {
                 if s.value.replace('_', "").parse::<i64>().is_err() {
                     self.fail(&format!("number {}", s.value), struct_name, ty);
                 }
