@@ -424,8 +424,13 @@ fn one(r: &Node, objs: &mut [Object]) -> Result<()> {
             let Some(o) = found else {
                 return Err(Error::msg(format!("nothing selected by {}:{fp}", sel.id())));
             };
+            // kyaml's IsNilOrEmpty: null, `{}` and `[]` count as missing.
             let v = lookup(&o.node, &split_field_path(&fp))
-                .filter(|n| !n.is_null())
+                .filter(|n| match n {
+                    Node::Scalar(_) => !n.is_null(),
+                    Node::Map(m) => !m.is_empty(),
+                    Node::Seq(items) => !items.is_empty(),
+                })
                 .ok_or_else(|| {
                     Error::msg(format!(
                         "fieldPath `{fp}` is missing for replacement source {}",
@@ -527,24 +532,58 @@ fn one(r: &Node, objs: &mut [Object]) -> Result<()> {
     Ok(())
 }
 
+/// Go's `reflect.Kind` name of what a YAML value decodes to, for kustomize's error.
+fn go_kind(n: Option<&Node>) -> &'static str {
+    match n {
+        None => "invalid",
+        Some(n) if n.is_null() => "invalid",
+        Some(Node::Scalar(s)) => match crate::yaml::resolve_v3(&s.value) {
+            _ if s.tag == crate::yaml::Tag::Str => "string",
+            crate::yaml::Resolved::Int(_) => "int",
+            crate::yaml::Resolved::Float(_) => "float64",
+            crate::yaml::Resolved::Bool(_) => "bool",
+            _ => "string",
+        },
+        Some(Node::Seq(_)) => "slice",
+        Some(Node::Map(_)) => "map",
+    }
+}
+
 /// Runs a kustomization's replacements in order; entries may name a file of replacements.
+/// All are loaded before any runs, as kustomize configures its transformer first.
 pub(crate) fn run(b: &Builder, dir: &str, reps: &[Node], objs: &mut [Object]) -> Result<()> {
+    let mut loaded: Vec<Node> = Vec::new();
     for r in reps {
-        if let Some(path) = r.str_at(&["path"]) {
-            let docs = read_yaml(b.fs, &b.file_in(dir, path)?, b.opts.limits)?;
-            for d in docs {
-                match d {
-                    Node::Seq(items) => {
-                        for i in &items {
-                            one(i, objs)?;
-                        }
-                    }
-                    other => one(&other, objs)?,
-                }
-            }
-        } else {
-            one(r, objs)?;
+        let Some(path) = r.str_at(&["path"]) else {
+            loaded.push(r.clone());
+            continue;
+        };
+        let inline_targets = r
+            .get("targets")
+            .and_then(Node::as_seq)
+            .is_some_and(|t| !t.is_empty());
+        if r.get("source").is_some_and(|s| !s.is_null()) || inline_targets {
+            return Err(Error::msg(
+                "cannot specify both path and inline replacement",
+            ));
         }
+        // yaml.Unmarshal reads the first document only.
+        let doc = read_yaml(b.fs, &b.file_in(dir, path)?, b.opts.limits)?
+            .into_iter()
+            .next();
+        match doc {
+            Some(Node::Seq(items)) => loaded.extend(items),
+            Some(m @ Node::Map(_)) => loaded.push(m),
+            other => {
+                return Err(Error::msg(format!(
+                    "unsupported replacement type encountered within replacement path: {}",
+                    go_kind(other.as_ref())
+                )));
+            }
+        }
+    }
+    for r in &loaded {
+        one(r, objs)?;
     }
     Ok(())
 }
