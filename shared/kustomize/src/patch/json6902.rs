@@ -132,6 +132,12 @@ fn yaml11_bool(s: &str) -> Option<bool> {
 fn as_yaml11(n: &mut Node) {
     match n {
         Node::Scalar(s) => {
+            // go-yaml v2 leaves a plain timestamp as its text.
+            if s.tag == Tag::Timestamp {
+                s.tag = Tag::Str;
+                s.quoted = true;
+                return;
+            }
             // The reader tags plain scalars by their YAML 1.2 reading; these read as strings.
             if matches!(s.tag, Tag::Implicit | Tag::Str)
                 && !s.quoted
