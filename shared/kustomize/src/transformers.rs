@@ -19,11 +19,54 @@ pub(crate) fn set_scalar_keep_style(n: &mut Node, value: &str) {
     };
 }
 
+/// An id with kustomize's namespace equality (`default` and none are the same).
+fn id_key(o: &Object) -> (crate::resource::Gvk, String, String) {
+    let id = o.cur_id();
+    let ns = if id.namespace == "default" {
+        String::new()
+    } else {
+        id.namespace
+    };
+    (id.gvk, id.name, ns)
+}
+
 pub(crate) fn namespace(objs: &mut [Object], ns: &str, cfg: &TransformerConfig) -> Result<()> {
-    for o in objs.iter_mut() {
-        if o.node.as_map().is_none_or(|m| m.is_empty()) {
+    // kustomize checks after each object that its new id is unique (Namespace objects all
+    // take the namespace's name, for one).
+    let mut ids: std::collections::HashMap<_, usize> = std::collections::HashMap::new();
+    for o in objs.iter() {
+        *ids.entry(id_key(o)).or_default() += 1;
+    }
+    for i in 0..objs.len() {
+        if objs[i].node.as_map().is_none_or(|m| m.is_empty()) {
             continue;
         }
+        let before = id_key(&objs[i]);
+        namespace_one(&mut objs[i], ns, cfg)?;
+        let after = id_key(&objs[i]);
+        if after != before {
+            if let Some(n) = ids.get_mut(&before) {
+                *n -= 1;
+            }
+            *ids.entry(after.clone()).or_default() += 1;
+        }
+        if ids.get(&after).copied().unwrap_or(0) > 1 {
+            let clashing: Vec<String> = objs
+                .iter()
+                .filter(|o| id_key(o) == after)
+                .map(|o| o.cur_id().to_string())
+                .collect();
+            return Err(Error::msg(format!(
+                "namespace transformation produces ID conflict: [{}]",
+                clashing.join(" ")
+            )));
+        }
+    }
+    Ok(())
+}
+
+fn namespace_one(o: &mut Object, ns: &str, cfg: &TransformerConfig) -> Result<()> {
+    {
         o.store_previous_id();
         let gvk = o.gvk();
         if !gvk.is_cluster_scoped() {
