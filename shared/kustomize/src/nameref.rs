@@ -15,8 +15,13 @@ struct Cand {
     suffixes: Vec<String>,
 }
 
+/// kustomize's `SameEndingSubSlice`: the shorter list ends the longer one, and an empty
+/// list only matches another empty one.
 fn same_ending(a: &[String], b: &[String]) -> bool {
     let n = a.len().min(b.len());
+    if n == 0 {
+        return a.len() == b.len();
+    }
     a[a.len() - n..] == b[b.len() - n..]
 }
 

@@ -131,7 +131,7 @@ pub(crate) fn prefix_suffix(
             }
             if fs.path == "metadata/name" {
                 if prefix {
-                    o.prefixes.insert(0, affix.to_string());
+                    o.prefixes.push(affix.to_string());
                 } else {
                     o.suffixes.push(affix.to_string());
                 }
