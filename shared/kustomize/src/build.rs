@@ -115,12 +115,16 @@ pub fn build_with_warnings(fs: &dyn FileSystem, entry: &str, opts: &Options) -> 
     generators::add_hashes(&mut acc.objs)?;
     nameref::fix(&mut acc.objs, &acc.config)?;
     vars::resolve(&mut acc.objs, &acc.vars, &acc.config)?;
+    // kustomize keeps a local-config resource only when the annotation says "false".
     acc.objs.retain(|o| {
-        o.node.str_at(&[
+        match o.node.get_path(&[
             "metadata",
             "annotations",
             "config.kubernetes.io/local-config",
-        ]) != Some("true")
+        ]) {
+            None => true,
+            Some(v) => v.as_str() == Some("false"),
+        }
     });
     sort::apply(&mut acc.objs, k.sort_options.as_ref())?;
     if wants("managedByLabel") {
