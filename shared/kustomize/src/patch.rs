@@ -4,6 +4,7 @@
 mod assoc;
 mod builtin;
 mod json6902;
+mod selector;
 
 use regex::Regex;
 
@@ -300,70 +301,34 @@ fn anchored(p: &str) -> Result<Option<Regex>> {
     if p.is_empty() {
         return Ok(None);
     }
-    Regex::new(&format!("^(?:{p})$"))
+    let full = format!("^(?:{p})$");
+    Regex::new(&full)
         .map(Some)
-        .map_err(|e| Error::msg(format!("invalid selector regex {p}: {e}")))
+        .map_err(|e| go_regexp_error(&full, &e.to_string()))
+}
+
+/// Go's `regexp.Compile` error for the common mistakes (Rust's parser words them otherwise).
+fn go_regexp_error(expr: &str, rust: &str) -> Error {
+    let (code, part) = if rust.contains("unclosed character class") {
+        (
+            "missing closing ]",
+            expr.rfind('[').map_or(expr, |i| &expr[i..]),
+        )
+    } else if rust.contains("unclosed group") {
+        ("missing closing )", expr)
+    } else if rust.contains("unopened group") {
+        ("unexpected )", expr)
+    } else if rust.contains("repetition operator missing expression") {
+        ("missing argument to repetition operator", expr)
+    } else {
+        ("invalid regular expression", expr)
+    };
+    Error::msg(format!("error parsing regexp: {code}: `{part}`"))
 }
 
 /// Whether `labels` satisfy a Kubernetes label selector (`a=b,c!=d,e in (x,y),!f,g`).
 pub fn label_selector_matches(sel: &str, labels: &[(String, String)]) -> Result<bool> {
-    let get = |k: &str| {
-        labels
-            .iter()
-            .find(|(lk, _)| lk == k)
-            .map(|(_, v)| v.as_str())
-    };
-    let mut parts = Vec::new();
-    let mut depth = 0;
-    let mut cur = String::new();
-    for c in sel.chars() {
-        match c {
-            '(' => {
-                depth += 1;
-                cur.push(c)
-            }
-            ')' => {
-                depth -= 1;
-                cur.push(c)
-            }
-            ',' if depth == 0 => parts.push(std::mem::take(&mut cur)),
-            c => cur.push(c),
-        }
-    }
-    parts.push(cur);
-    for p in parts.iter().map(|p| p.trim()).filter(|p| !p.is_empty()) {
-        let ok = if let Some((k, v)) = p.split_once("!=") {
-            get(k.trim()) != Some(v.trim())
-        } else if let Some((k, v)) = p.split_once("==").or_else(|| p.split_once('=')) {
-            get(k.trim()) == Some(v.trim())
-        } else if let Some(k) = p.strip_prefix('!') {
-            get(k.trim()).is_none()
-        } else if let Some((k, rest)) = p.split_once(" notin ") {
-            let set: Vec<&str> = rest
-                .trim()
-                .trim_start_matches('(')
-                .trim_end_matches(')')
-                .split(',')
-                .map(str::trim)
-                .collect();
-            get(k.trim()).is_none_or(|v| !set.contains(&v))
-        } else if let Some((k, rest)) = p.split_once(" in ") {
-            let set: Vec<&str> = rest
-                .trim()
-                .trim_start_matches('(')
-                .trim_end_matches(')')
-                .split(',')
-                .map(str::trim)
-                .collect();
-            get(k.trim()).is_some_and(|v| set.contains(&v))
-        } else {
-            get(p).is_some()
-        };
-        if !ok {
-            return Ok(false);
-        }
-    }
-    Ok(true)
+    selector::matches(sel, labels)
 }
 
 /// kustomize's `EffectiveNamespace`: selectors see an empty namespace as `default`.
