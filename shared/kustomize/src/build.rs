@@ -507,8 +507,13 @@ impl Builder<'_> {
             )));
         }
         if let Some(p) = found.pop() {
-            let docs =
-                read_yaml_with(self.fs, &p, self.opts.limits, parse_documents_last_key_wins)?;
+            // kustomize reads its kustomization as a Go value, so bad YAML there is an
+            // invalid Kustomization rather than a malformed resource file.
+            let docs = read_yaml_with(self.fs, &p, self.opts.limits, parse_documents_last_key_wins)
+                .map_err(|e| match e {
+                    Error::Yaml { source, .. } => Error::InvalidKustomization(source.to_string()),
+                    e => e,
+                })?;
             let doc = docs.into_iter().next().unwrap_or_else(Node::map);
             let mut k = Kustomization::from_node(&doc).map_err(|e| e.context(p.clone()))?;
             k.file_name = p.rsplit('/').next().unwrap_or(&p).to_string();
