@@ -302,7 +302,16 @@ fn targets<'a>(
                         targets(it, rest, create, out)?;
                     }
                 }
-            } else if let Some(it) = head.parse::<usize>().ok().and_then(|i| items.get_mut(i)) {
+            } else if let Ok(i) = head.parse::<usize>() {
+                // kyaml appends for the index just past the end when creating; any other
+                // index past the end is an error.
+                if i == items.len() && create.is_some() {
+                    items.push(new_child(rest));
+                }
+                let len = items.len();
+                let Some(it) = items.get_mut(i) else {
+                    return Err(format!("index {i} specified but only {len} elements found"));
+                };
                 targets(it, rest, create, out)?;
             }
         }
