@@ -200,11 +200,14 @@ pub(crate) fn resolve(objs: &mut [Object], vars: &[Var], cfg: &TransformerConfig
     if vars.is_empty() {
         return Ok(());
     }
-    let mut values = Vec::new();
-    for v in vars {
-        if values.iter().any(|(k, _): &(String, Node)| *k == v.name) {
+    // kustomize merges the declarations while accumulating, before resolving any.
+    for (i, v) in vars.iter().enumerate() {
+        if vars[..i].iter().any(|w| w.name == v.name) {
             return Err(Error::msg(format!("var '{}' already encountered", v.name)));
         }
+    }
+    let mut values = Vec::new();
+    for v in vars {
         let found: Vec<&Object> = objs
             .iter()
             .filter(|o| {
