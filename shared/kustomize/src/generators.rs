@@ -7,7 +7,7 @@ use crate::build::{Acc, Builder};
 use crate::error::{Error, Result};
 use crate::fs::{EntryKind, join};
 use crate::kustomization::{GeneratorArgs, GeneratorOptions, Kustomization};
-use crate::resource::{Behavior, Object, ResId};
+use crate::resource::{Behavior, Object, ResId, string_map};
 use crate::yaml::{Node, go_json, go_json_string};
 
 fn merged_options(local: &GeneratorOptions, global: Option<&GeneratorOptions>) -> GeneratorOptions {
@@ -324,23 +324,25 @@ fn absorb(acc: &mut Acc, mut g: Object) -> Result<()> {
                     return Err(refuse("exists; behavior must be merge or replace"));
                 }
                 Behavior::Merge => {
+                    // kustomize merges the two as string maps and writes the result back as
+                    // strings (no field when empty).
                     for field in ["data", "binaryData"] {
-                        if let Some(Node::Map(old_data)) = old.node.get(field) {
-                            let mut merged = old_data.clone();
-                            for (k, v) in g
-                                .node
-                                .get(field)
-                                .and_then(Node::as_map)
-                                .cloned()
-                                .unwrap_or_default()
-                            {
-                                if let Some(e) = merged.iter_mut().find(|e| e.0 == k) {
-                                    e.1 = v;
-                                } else {
-                                    merged.push((k, v));
-                                }
+                        let mut merged = string_map(old.node.get(field));
+                        for (k, v) in string_map(g.node.get(field)) {
+                            if let Some(e) = merged.iter_mut().find(|e| e.0 == k) {
+                                e.1 = v;
+                            } else {
+                                merged.push((k, v));
                             }
-                            g.node.set(field, Node::Map(merged));
+                        }
+                        g.node.remove(field);
+                        if !merged.is_empty() {
+                            g.node.set(
+                                field,
+                                Node::Map(
+                                    merged.into_iter().map(|(k, v)| (k, Node::str(v))).collect(),
+                                ),
+                            );
                         }
                     }
                 }

@@ -233,7 +233,8 @@ impl Object {
         }
     }
 
-    /// A string map under metadata (labels or annotations); non-string values as their text.
+    /// A string map under metadata (labels or annotations) as kyaml's `GetLabels` reads it:
+    /// each value's text as written (`null` stays "null"), collections as "".
     pub(crate) fn meta_map(&self, field: &str) -> Vec<(String, String)> {
         self.node
             .get_path(&["metadata", field])
@@ -245,4 +246,20 @@ impl Object {
             })
             .unwrap_or_default()
     }
+}
+
+/// kyaml's `GetValue`: a scalar's text, `""` for null and for collections.
+pub(crate) fn get_value(n: &Node) -> String {
+    match n {
+        Node::Scalar(s) if s.tag != crate::yaml::Tag::Null => s.value.clone(),
+        _ => String::new(),
+    }
+}
+
+/// A mapping read into a string map as kyaml's `GetDataMap`/`GetLabels` do (values through
+/// [`get_value`]); anything else reads as empty.
+pub(crate) fn string_map(n: Option<&Node>) -> Vec<(String, String)> {
+    n.and_then(Node::as_map)
+        .map(|m| m.iter().map(|(k, v)| (k.clone(), get_value(v))).collect())
+        .unwrap_or_default()
 }
