@@ -14,11 +14,17 @@ pub struct Var {
     pub obj_name: String,
     pub obj_namespace: String,
     pub field_path: String,
+    /// `fieldref.fieldpath` as written (empty when defaulted), for kustomize's messages.
+    pub written_field_path: String,
 }
 
 impl Var {
     /// Go's `%v` of kustomize's Var after defaulting, as its errors print it.
     fn go_display(&self) -> String {
+        self.display_with(&self.field_path)
+    }
+
+    fn display_with(&self, field_path: &str) -> String {
         let or = |s: &str, none: &str| {
             if s.is_empty() {
                 none.to_string()
@@ -32,7 +38,7 @@ impl Var {
             or(&self.gvk.kind, "[noKind]"),
             or(&self.gvk.version, "[noVer]"),
             or(&self.gvk.group, "[noGrp]"),
-            self.field_path
+            field_path
         )
     }
 
@@ -55,8 +61,9 @@ impl Var {
             field_path: if fp.is_empty() {
                 "metadata.name".into()
             } else {
-                fp
+                fp.clone()
             },
+            written_field_path: fp,
         })
     }
 }
@@ -195,6 +202,17 @@ fn substitute(n: &mut Node, values: &[(String, Node)]) -> Result<()> {
     }
 }
 
+/// kyaml's `EffectiveNamespace`.
+fn effective_namespace<'a>(gvk: &Gvk, ns: &'a str) -> &'a str {
+    if gvk.is_cluster_scoped() {
+        "_non_namespaceable_"
+    } else if ns.is_empty() {
+        "default"
+    } else {
+        ns
+    }
+}
+
 /// Resolves all variables and substitutes them.
 pub(crate) fn resolve(objs: &mut [Object], vars: &[Var], cfg: &TransformerConfig) -> Result<()> {
     if vars.is_empty() {
@@ -208,18 +226,27 @@ pub(crate) fn resolve(objs: &mut [Object], vars: &[Var], cfg: &TransformerConfig
     }
     let mut values = Vec::new();
     for v in vars {
+        // kustomize's MergeVars: exact group/version/kind and name on any of an object's
+        // ids; the namespace counts when given or when the kind has none.
+        let ns_matters = !v.obj_namespace.is_empty() || v.gvk.is_cluster_scoped();
+        let want_ns = effective_namespace(&v.gvk, &v.obj_namespace);
         let found: Vec<&Object> = objs
             .iter()
             .filter(|o| {
-                o.cur_id().gvk.is_selected_by(&v.gvk)
-                    && o.all_ids()
-                        .chain(o.prev_ids.first().cloned())
-                        .any(|id| id.name == v.obj_name)
-                    && (v.obj_namespace.is_empty()
-                        || o.namespace() == v.obj_namespace
-                        || (o.namespace().is_empty() && v.obj_namespace == "default"))
+                o.all_ids().any(|id| {
+                    id.gvk == v.gvk
+                        && id.name == v.obj_name
+                        && (!ns_matters || effective_namespace(&id.gvk, &id.namespace) == want_ns)
+                })
             })
             .collect();
+        if found.len() > 1 {
+            return Err(Error::msg(format!(
+                "found {} resId matches for var {} (unable to disambiguate)",
+                found.len(),
+                v.display_with(&v.written_field_path)
+            )));
+        }
         let [o] = found.as_slice() else {
             return Err(Error::msg(format!(
                 "var '{}' cannot be mapped to a field in the set of known resources",
