@@ -140,7 +140,12 @@ fn expand(s: &str, values: &[(String, Node)]) -> Node {
                 b'(' => match s[i + 2..].find(')') {
                     Some(end) => {
                         let name = &s[i + 2..i + 2 + end];
-                        match values.iter().find(|(k, _)| k == name) {
+                        // A map or list value is left unreplaced, as kustomize's primitive
+                        // replacer does.
+                        let value = values
+                            .iter()
+                            .find(|(k, v)| k == name && matches!(v, Node::Scalar(_)));
+                        match value {
                             Some((_, v)) if s.len() == end + 3 => return v.clone(),
                             Some((_, v)) => out.push_str(v.as_str().unwrap_or("")),
                             None => out.push_str(&s[i..i + 3 + end]),
@@ -253,14 +258,12 @@ pub(crate) fn resolve(objs: &mut [Object], vars: &[Var], cfg: &TransformerConfig
                 v.go_display()
             )));
         };
-        let val = lookup(&o.node, &v.field_path)
-            .filter(|n| matches!(n, Node::Scalar(_)))
-            .ok_or_else(|| {
-                Error::msg(format!(
-                    "field specified in var '{}' not found in corresponding resource",
-                    v.go_display()
-                ))
-            })?;
+        let val = lookup(&o.node, &v.field_path).ok_or_else(|| {
+            Error::msg(format!(
+                "field specified in var '{}' not found in corresponding resource",
+                v.go_display()
+            ))
+        })?;
         values.push((v.name.clone(), val.clone()));
     }
     for o in objs.iter_mut() {
