@@ -122,6 +122,49 @@ fn is_string(n: &Node) -> bool {
     }
 }
 
+/// Go's `%v` of the value kustomize reads from a var's field (`GetFieldValue`): numbers and
+/// booleans are parsed, so `1.50` reads `1.5` and `1000000.0` reads `1e+06`.
+fn go_text(v: &Node) -> String {
+    let Node::Scalar(s) = v else {
+        return String::new();
+    };
+    match typed(s) {
+        Some(Resolved::Float(f)) => crate::yaml::format_go_g(f),
+        Some(Resolved::Bool(b)) => b.to_string(),
+        _ => s.value.clone(),
+    }
+}
+
+/// The type kustomize's `GetFieldValue` gives a scalar: by its tag, or by its text when plain.
+fn typed(s: &crate::yaml::Scalar) -> Option<Resolved> {
+    let r = match s.tag {
+        Tag::Str | Tag::Timestamp | Tag::Null => return None,
+        _ if s.quoted => return None,
+        _ => resolve_v3(&s.value),
+    };
+    match (s.tag, r) {
+        (Tag::Float, Resolved::Int(i)) => Some(Resolved::Float(i as f64)),
+        (_, r @ (Resolved::Float(_) | Resolved::Bool(_) | Resolved::Int(_))) => Some(r),
+        _ => None,
+    }
+}
+
+/// The node a whole-string reference to a var becomes (kustomize's `updateNodeValue`):
+/// a float loses its exponent and trailing zeros, a boolean is lower case.
+fn whole_value(v: &Node) -> Node {
+    let Node::Scalar(s) = v else {
+        return v.clone();
+    };
+    let text = match typed(s) {
+        Some(Resolved::Float(f)) => format!("{f}"),
+        Some(Resolved::Bool(b)) => b.to_string(),
+        _ => return v.clone(),
+    };
+    let mut out = s.clone();
+    out.value = text;
+    Node::Scalar(out)
+}
+
 /// Expands `$(NAME)` references; `$$` is a literal `$`. A string that is exactly one
 /// reference takes the variable's own node (so a port stays a number).
 fn expand(s: &str, values: &[(String, Node)]) -> Node {
@@ -147,7 +190,7 @@ fn expand(s: &str, values: &[(String, Node)]) -> Node {
                             .find(|(k, v)| k == name && matches!(v, Node::Scalar(_)));
                         match value {
                             Some((_, v)) if s.len() == end + 3 => return v.clone(),
-                            Some((_, v)) => out.push_str(v.as_str().unwrap_or("")),
+                            Some((_, v)) => out.push_str(&go_text(v)),
                             None => out.push_str(&s[i..i + 3 + end]),
                         }
                         i += 3 + end;
@@ -264,7 +307,7 @@ pub(crate) fn resolve(objs: &mut [Object], vars: &[Var], cfg: &TransformerConfig
                 v.go_display()
             ))
         })?;
-        values.push((v.name.clone(), val.clone()));
+        values.push((v.name.clone(), whole_value(val)));
     }
     for o in objs.iter_mut() {
         let gvk = o.gvk();
