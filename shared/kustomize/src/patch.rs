@@ -536,6 +536,14 @@ pub(crate) fn apply_legacy_json6902(
     }
 }
 
+/// Strategic merge patch documents as kustomize's resource factory reads them.
+fn sm_patches(docs: Vec<Node>) -> Result<Vec<Node>> {
+    Ok(crate::build::objects_from_docs(docs)?
+        .into_iter()
+        .map(|o| o.node)
+        .collect())
+}
+
 /// One entry of `patches` (kustomize's PatchTransformer).
 pub(crate) fn apply_patch(b: &Builder, dir: &str, p: &Patch, acc: &mut Acc) -> Result<()> {
     let file = patch_source(p);
@@ -565,12 +573,15 @@ pub(crate) fn apply_patch(b: &Builder, dir: &str, p: &Patch, acc: &mut Acc) -> R
         };
         return apply_json_ops(acc, target, ops, true);
     }
+    // Strategic merge patches are read as resources: validated, `…List` kinds inlined.
+    if docs.iter().any(|d| !matches!(d, Node::Map(_))) {
+        return Err(Error::msg(format!(
+            "unable to parse SM or JSON patch from {file}"
+        )));
+    }
+    let docs = sm_patches(docs)
+        .map_err(|_| Error::msg(format!("unable to parse SM or JSON patch from {file}")))?;
     for d in &docs {
-        if !matches!(d, Node::Map(_)) {
-            return Err(Error::msg(format!(
-                "unable to parse SM or JSON patch from {file}"
-            )));
-        }
         match &p.target {
             None => {
                 let i = find_patch_target(&acc.objs, &patch_id(d))?;
@@ -637,7 +648,7 @@ pub(crate) fn strategic_merge_legacy(
             }
         };
         let (docs, _) = patch_docs(b, dir, &p)?;
-        for d in &docs {
+        for d in &sm_patches(docs)? {
             let i = find_by_any_id(&acc.objs, &patch_id(d))?;
             if !apply_smp(&mut acc.objs[i], d, false, false)? {
                 acc.objs.remove(i);
