@@ -829,7 +829,12 @@ impl Builder<'_> {
             self.ran(dir, k, "PatchTransformer", 1, acc);
         }
         if !k.namespace.is_empty() {
-            transformers::namespace(&mut acc.objs, &k.namespace, &acc.config)?;
+            transformers::namespace(
+                &mut acc.objs,
+                &k.namespace,
+                &acc.config,
+                transformers::NamespaceOptions::default(),
+            )?;
             self.ran(dir, k, "NamespaceTransformer", 1, acc);
         }
         if !k.name_prefix.is_empty() {
@@ -919,9 +924,43 @@ impl Builder<'_> {
                     .str_at(&["metadata", "namespace"])
                     .unwrap_or("")
                     .to_string();
+                let subjects = match d.str_at(&["setRoleBindingSubjects"]).unwrap_or("") {
+                    "" | "defaultOnly" => transformers::Subjects::NamedDefault,
+                    "allServiceAccounts" => transformers::Subjects::ServiceAccounts,
+                    "none" => transformers::Subjects::None,
+                    other => {
+                        return Err(Error::msg(format!(
+                            "invalid value {other:?} for setRoleBindingSubjects: must be one of \"defaultOnly\", \"none\" or \"allServiceAccounts\""
+                        )));
+                    }
+                };
+                let unset_only = d.str_at(&["unsetOnly"]).is_some_and(|v| {
+                    matches!(
+                        v,
+                        "true"
+                            | "True"
+                            | "TRUE"
+                            | "yes"
+                            | "Yes"
+                            | "YES"
+                            | "on"
+                            | "On"
+                            | "ON"
+                            | "y"
+                            | "Y"
+                    )
+                });
                 let mut cfg = (*acc.config).clone();
                 cfg.namespace = specs;
-                transformers::namespace(&mut acc.objs, &ns, &cfg)
+                transformers::namespace(
+                    &mut acc.objs,
+                    &ns,
+                    &cfg,
+                    transformers::NamespaceOptions {
+                        unset_only,
+                        subjects,
+                    },
+                )
             }
             (av, kind) => Err(Error::msg(format!(
                 "transformer {av}/{kind} is not supported: only builtin Label, Annotations and Namespace transformers run in process"

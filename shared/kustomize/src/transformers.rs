@@ -30,7 +30,34 @@ fn id_key(o: &Object) -> (crate::resource::Gvk, String, String) {
     (id.gvk, id.name, ns)
 }
 
-pub(crate) fn namespace(objs: &mut [Object], ns: &str, cfg: &TransformerConfig) -> Result<()> {
+/// Which (cluster) role binding subjects take the namespace (`setRoleBindingSubjects`).
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub(crate) enum Subjects {
+    /// Subjects named `default` (kustomize's default).
+    #[default]
+    NamedDefault,
+    /// Subjects of kind ServiceAccount.
+    ServiceAccounts,
+    None,
+}
+
+/// The options of kustomize's NamespaceTransformer.
+#[derive(Clone, Copy, Debug, Default)]
+pub(crate) struct NamespaceOptions {
+    /// Only fields without a value get the namespace.
+    pub unset_only: bool,
+    pub subjects: Subjects,
+}
+
+pub(crate) fn namespace(
+    objs: &mut [Object],
+    ns: &str,
+    cfg: &TransformerConfig,
+    opts: NamespaceOptions,
+) -> Result<()> {
+    if ns.is_empty() {
+        return Ok(());
+    }
     // kustomize checks after each object that its new id is unique (Namespace objects all
     // take the namespace's name, for one).
     let mut ids: std::collections::HashMap<_, usize> = std::collections::HashMap::new();
@@ -42,7 +69,7 @@ pub(crate) fn namespace(objs: &mut [Object], ns: &str, cfg: &TransformerConfig) 
             continue;
         }
         let before = id_key(&objs[i]);
-        namespace_one(&mut objs[i], ns, cfg)?;
+        namespace_one(&mut objs[i], ns, cfg, opts)?;
         let after = id_key(&objs[i]);
         if after != before {
             if let Some(n) = ids.get_mut(&before) {
@@ -65,42 +92,54 @@ pub(crate) fn namespace(objs: &mut [Object], ns: &str, cfg: &TransformerConfig) 
     Ok(())
 }
 
-fn namespace_one(o: &mut Object, ns: &str, cfg: &TransformerConfig) -> Result<()> {
-    {
-        o.store_previous_id();
-        let gvk = o.gvk();
-        if !gvk.is_cluster_scoped() {
-            o.set_namespace(ns);
-        }
-        let is_rb = gvk.kind == "RoleBinding" || gvk.kind == "ClusterRoleBinding";
-        if is_rb && let Some(subjects) = o.node.get_mut("subjects").and_then(Node::as_seq_mut) {
-            for s in subjects {
-                if s.str_at(&["name"]) == Some("default") {
-                    s.set("namespace", Node::str(ns));
-                }
+fn namespace_one(
+    o: &mut Object,
+    ns: &str,
+    cfg: &TransformerConfig,
+    opts: NamespaceOptions,
+) -> Result<()> {
+    // kyaml's SetEntryIfEmpty under unsetOnly: a field with a value keeps it.
+    let keeps = |n: Option<&Node>| {
+        opts.unset_only && n.and_then(Node::as_str).is_some_and(|v| !v.is_empty())
+    };
+    o.store_previous_id();
+    let gvk = o.gvk();
+    if !gvk.is_cluster_scoped() && !keeps(o.node.get_path(&["metadata", "namespace"])) {
+        o.set_namespace(ns);
+    }
+    let is_rb = gvk.kind == "RoleBinding" || gvk.kind == "ClusterRoleBinding";
+    if is_rb && let Some(subjects) = o.node.get_mut("subjects").and_then(Node::as_seq_mut) {
+        for s in subjects {
+            let chosen = match opts.subjects {
+                Subjects::NamedDefault => s.str_at(&["name"]) == Some("default"),
+                Subjects::ServiceAccounts => s.str_at(&["kind"]) == Some("ServiceAccount"),
+                Subjects::None => false,
+            };
+            if chosen && !keeps(s.get("namespace")) {
+                s.set("namespace", Node::str(ns));
             }
         }
-        let api_version = o.api_version().to_string();
-        for fs in &cfg.namespace {
-            if fs.path == "metadata/namespace"
-                || (fs.path == "metadata/name" && api_version != "v1")
-            {
-                continue;
+    }
+    let api_version = o.api_version().to_string();
+    for fs in &cfg.namespace {
+        if fs.path == "metadata/namespace" || (fs.path == "metadata/name" && api_version != "v1") {
+            continue;
+        }
+        if is_rb && fs.path == "subjects/namespace" {
+            continue;
+        }
+        if !fs.matches(&gvk) {
+            continue;
+        }
+        apply(&mut o.node, fs, Some(Create::Scalar), &mut |n| {
+            if matches!(n, Node::Map(_) | Node::Seq(_)) {
+                return Err(Error::msg("namespace field specs must target scalar nodes"));
             }
-            if is_rb && fs.path == "subjects/namespace" {
-                continue;
-            }
-            if !fs.matches(&gvk) {
-                continue;
-            }
-            apply(&mut o.node, fs, Some(Create::Scalar), &mut |n| {
-                if matches!(n, Node::Map(_) | Node::Seq(_)) {
-                    return Err(Error::msg("namespace field specs must target scalar nodes"));
-                }
+            if !keeps(Some(n)) {
                 *n = Node::str(ns);
-                Ok(())
-            })?;
-        }
+            }
+            Ok(())
+        })?;
     }
     Ok(())
 }
