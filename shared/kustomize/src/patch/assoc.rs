@@ -254,3 +254,35 @@ pub(super) fn merge_list(
     }
     Ok(added)
 }
+
+#[cfg(test)]
+mod tests {
+    use crate::testutil::ok;
+
+    #[test]
+    fn a_port_without_protocol_merges_into_its_namesake_after_the_other_ports() {
+        let svc = "apiVersion: v1\nkind: Service\nmetadata:\n  name: s\nspec:\n  ports:\n  - port: 53\n    protocol: UDP\n    name: dns\n  - port: 80\n    name: http\n";
+        let patch = "apiVersion: v1\nkind: Service\nmetadata:\n  name: s\nspec:\n  ports:\n  - port: 53\n    protocol: TCP\n    name: dns-tcp\n  - port: 80\n    targetPort: 9090\n";
+        let out = ok(
+            &[
+                (
+                    "k/kustomization.yaml",
+                    "resources: [s.yaml]\npatches:\n- path: p.yaml\n",
+                ),
+                ("k/s.yaml", svc),
+                ("k/p.yaml", patch),
+            ],
+            "k",
+        );
+        let order: Vec<&str> = out
+            .lines()
+            .filter_map(|l| {
+                l.trim()
+                    .strip_prefix("- name: ")
+                    .or(l.trim().strip_prefix("name: "))
+            })
+            .collect();
+        assert!(out.contains("targetPort: 9090"), "{out}");
+        assert_eq!(order, ["s", "dns-tcp", "dns", "http"], "{out}");
+    }
+}

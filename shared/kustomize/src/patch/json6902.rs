@@ -383,6 +383,38 @@ mod tests {
         assert_eq!(decode_token("~01"), "~1");
     }
 
+    fn doc(text: &str) -> Node {
+        crate::yaml::parse_documents(text, crate::yaml::Limits::default())
+            .expect("yaml")
+            .into_iter()
+            .flatten()
+            .next()
+            .expect("one document")
+    }
+
+    #[test]
+    fn replace_adds_a_missing_key_but_add_creates_no_parents() {
+        let mut d = doc("spec: {a: 1}\n");
+        apply(
+            &mut d,
+            &doc("- {op: replace, path: /spec/b, value: 2}\n"),
+            &[],
+        )
+        .expect("replace");
+        assert_eq!(d.str_at(&["spec", "b"]), Some("2"));
+        let err = apply(
+            &mut d,
+            &doc("- {op: add, path: /spec/x/y, value: 1}\n"),
+            &[],
+        )
+        .expect_err("no parent");
+        assert!(
+            err.to_string()
+                .contains("add operation does not apply: doc is missing path"),
+            "{err}"
+        );
+    }
+
     #[test]
     fn negative_indices_count_from_the_end() {
         assert_eq!(index("-1", 3), Ok(2));
