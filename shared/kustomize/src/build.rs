@@ -855,7 +855,7 @@ impl Builder<'_> {
             self.ran(dir, k, "AnnotationsTransformer", 1, acc);
         }
         for p in &k.patches_json6902 {
-            patch::apply_patch(self, dir, p, acc)?;
+            patch::apply_legacy_json6902(self, dir, p, acc)?;
             self.ran(dir, k, "PatchJson6902Transformer", 1, acc);
         }
         for (name, count) in &k.replicas {
@@ -880,7 +880,7 @@ impl Builder<'_> {
             }
             let docs = read_yaml(self.fs, &file, self.opts.limits)?;
             for d in docs {
-                self.run_configured_transformer(&d, acc)
+                self.run_configured_transformer(dir, &d, acc)
                     .map_err(|e| e.context(format!("transformer {t}")))?;
                 if self.track_origins {
                     let origin = configured_origin(
@@ -897,7 +897,10 @@ impl Builder<'_> {
     }
 
     /// A builtin transformer configured in a `transformers` file (no plugins run here).
-    fn run_configured_transformer(&self, d: &Node, acc: &mut Acc) -> Result<()> {
+    fn run_configured_transformer(&self, dir: &str, d: &Node, acc: &mut Acc) -> Result<()> {
+        if patch::run_builtin(self, dir, d, acc)? {
+            return Ok(());
+        }
         let pairs = |field: &str| -> Vec<(String, String)> {
             d.get(field)
                 .and_then(Node::as_map)
@@ -918,6 +921,22 @@ impl Builder<'_> {
             }
             ("builtin", "AnnotationsTransformer") => {
                 transformers::set_entries(&mut acc.objs, &pairs("annotations"), &specs)
+            }
+            ("builtin", kind @ ("PrefixTransformer" | "SuffixTransformer")) => {
+                let prefix = kind == "PrefixTransformer";
+                let affix = d
+                    .str_at(&[if prefix { "prefix" } else { "suffix" }])
+                    .unwrap_or("");
+                if affix.is_empty() {
+                    return Ok(());
+                }
+                let mut cfg = (*acc.config).clone();
+                if prefix {
+                    cfg.name_prefix = specs;
+                } else {
+                    cfg.name_suffix = specs;
+                }
+                transformers::prefix_suffix(&mut acc.objs, affix, prefix, &cfg)
             }
             ("builtin", "NamespaceTransformer") => {
                 let ns = d
@@ -963,7 +982,7 @@ impl Builder<'_> {
                 )
             }
             (av, kind) => Err(Error::msg(format!(
-                "transformer {av}/{kind} is not supported: only builtin Label, Annotations and Namespace transformers run in process"
+                "transformer {av}/{kind} is not supported: only kustomize's builtin transformers run in process"
             ))),
         }
     }
