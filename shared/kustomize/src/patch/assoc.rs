@@ -4,7 +4,7 @@
 //! (a list element's `$patch: replace` is undone by the resource's element, an element missing a
 //! secondary key is appended twice and then deduplicated), because kubectl's output shows them.
 
-use super::{Sch, merge};
+use super::smp::{Sch, merge};
 use crate::error::Result;
 use crate::yaml::Node;
 
