@@ -295,6 +295,17 @@ fn set_annotation(o: &mut Object, key: &str, value: String) {
     }
 }
 
+/// kubectl's refusal of a plugin configuration (it runs no external plugins), or of a
+/// builtin kind kustomize does not have.
+pub(crate) fn plugin_refusal(api_version: &str, kind: &str) -> String {
+    if api_version == "builtin" {
+        let gvk = crate::resource::Gvk::from_api_version(api_version, kind);
+        format!("unable to load builtin {gvk}")
+    } else {
+        format!("external plugins disabled; unable to load external plugin '{kind}'")
+    }
+}
+
 /// Gives objects without an origin this one (kustomize's `AddOriginAnnotation`).
 pub(crate) fn add_origin(objs: &mut [Object], origin: &str) {
     for o in objs.iter_mut().filter(|o| annotation(o, ORIGIN).is_none()) {
@@ -803,6 +814,11 @@ impl Builder<'_> {
             .map_err(|e| Error::msg(format!("accumulateDirectory: {:?}", e.to_string())))
     }
 
+    /// `path` as kustomize writes origin paths: relative to the entry directory.
+    pub(crate) fn origin_path(&self, path: &str) -> String {
+        relative_path(&self.entry, path)
+    }
+
     /// The origin of a builtin generator or transformer configured in `dir`'s kustomization.
     pub(crate) fn builtin_origin(&self, dir: &str, k: &Kustomization, kind: &str) -> String {
         let file = join(dir, &k.file_name).unwrap_or_default();
@@ -981,9 +997,7 @@ impl Builder<'_> {
                     },
                 )
             }
-            (av, kind) => Err(Error::msg(format!(
-                "transformer {av}/{kind} is not supported: only kustomize's builtin transformers run in process"
-            ))),
+            (av, kind) => Err(Error::msg(plugin_refusal(av, kind))),
         }
     }
 }

@@ -259,6 +259,54 @@ fn make(
     Ok(o)
 }
 
+/// The builtin ConfigMap and Secret generators configured in a `generators:` file, in its
+/// order, each with its origin (configuredIn and configuredBy, as kustomize records them).
+fn external(b: &Builder, dir: &str, k: &Kustomization) -> Result<Vec<(Object, String)>> {
+    let mut out = Vec::new();
+    for file in &k.generators {
+        let p = b.file_in(dir, file)?;
+        if b.fs.kind(&p).is_none() {
+            let missing = b.missing(&p);
+            return Err(Error::msg(format!(
+                "loading generator plugins: accumulation err='accumulating resources from '{file}': {missing}': must build at directory: not a valid directory: {missing}"
+            )));
+        }
+        let docs = crate::build::read_yaml(b.fs, &p, b.opts.limits)?;
+        for d in crate::build::objects_from_docs(docs)? {
+            let d = d.node;
+            let secret = match (d.str_at(&["apiVersion"]), d.str_at(&["kind"])) {
+                (Some("builtin"), Some("ConfigMapGenerator")) => false,
+                (Some("builtin"), Some("SecretGenerator")) => true,
+                (av, kind) => {
+                    return Err(Error::msg(format!(
+                        "loading generator plugins: failed to load generator: {}",
+                        crate::build::plugin_refusal(av.unwrap_or(""), kind.unwrap_or(""))
+                    )));
+                }
+            };
+            let mut args = crate::kustomization::generator(&d)?;
+            let (name, ns) = (
+                d.str_at(&["metadata", "name"]).unwrap_or(""),
+                d.str_at(&["metadata", "namespace"]).unwrap_or(""),
+            );
+            if args.name.is_empty() {
+                args.name = name.to_string();
+            }
+            if args.namespace.is_empty() {
+                args.namespace = ns.to_string();
+            }
+            let origin = crate::build::configured_origin(
+                &b.origin_path(&p),
+                d.str_at(&["kind"]).unwrap_or(""),
+                name,
+                ns,
+            );
+            out.push((make(b, dir, &args, secret, None)?, origin));
+        }
+    }
+    Ok(out)
+}
+
 /// Runs a kustomization's generators and absorbs their output as kustomize does.
 pub(crate) fn run(b: &Builder, dir: &str, k: &Kustomization, acc: &mut Acc) -> Result<()> {
     let global = k.generator_options.as_ref();
@@ -281,6 +329,12 @@ pub(crate) fn run(b: &Builder, dir: &str, k: &Kustomization, acc: &mut Acc) -> R
                 std::slice::from_mut(&mut g),
                 &b.builtin_origin(dir, k, kind),
             );
+        }
+        absorb(acc, g)?;
+    }
+    for (mut g, origin) in external(b, dir, k)? {
+        if b.track_origins {
+            crate::build::add_origin(std::slice::from_mut(&mut g), &origin);
         }
         absorb(acc, g)?;
     }

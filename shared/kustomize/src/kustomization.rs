@@ -91,6 +91,8 @@ pub struct Kustomization {
     pub crds: Vec<String>,
     pub configurations: Vec<String>,
     pub transformers: Vec<String>,
+    /// Files of generator configurations (only kustomize's builtin generators run).
+    pub generators: Vec<String>,
     pub sort_options: Option<Node>,
     pub build_metadata: Vec<String>,
     /// Fields naming features that would run programs or plugins (helm, exec generators,
@@ -682,7 +684,7 @@ fn gen_options(n: &Node) -> Result<GeneratorOptions> {
     })
 }
 
-fn generator(n: &Node) -> Result<GeneratorArgs> {
+pub(crate) fn generator(n: &Node) -> Result<GeneratorArgs> {
     let mut envs = str_list(n, "envs")?;
     let env = str_field(n, "env")?;
     if !env.is_empty() {
@@ -811,6 +813,7 @@ impl Kustomization {
         k.crds = str_list(doc, "crds")?;
         k.configurations = str_list(doc, "configurations")?;
         k.transformers = str_list(doc, "transformers")?;
+        k.generators = str_list(doc, "generators")?;
         k.sort_options = doc.get("sortOptions").cloned();
         k.build_metadata = str_list(doc, "buildMetadata")?;
         k.file_name = "kustomization.yaml".into();
@@ -823,7 +826,6 @@ impl Kustomization {
             "helmCharts",
             "helmGlobals",
             "helmChartInflationGenerator",
-            "generators",
             "validators",
             "openapi",
         ] {
