@@ -86,7 +86,10 @@ fn env_pairs(bytes: &[u8], out: &mut Vec<(String, Vec<u8>)>) -> Result<()> {
             continue;
         }
         let (k, v) = line.split_once('=').unwrap_or((line, ""));
-        out.push((k.to_string(), v.as_bytes().to_vec()));
+        // A line without a key (`=value`) is skipped like a blank one.
+        if !k.is_empty() {
+            out.push((k.to_string(), v.as_bytes().to_vec()));
+        }
     }
     Ok(())
 }
