@@ -678,6 +678,20 @@ impl Builder<'_> {
                 .map_err(|e| e.context("accumulating components"))?;
         }
         self.run_transformers(dir, k, acc)?;
+        // Validators are plugins: kubectl refuses them once the transformers have run.
+        for v in &k.validators {
+            let file = self.file_in(dir, v)?;
+            if self.fs.kind(&file).is_none() {
+                let missing = self.missing(&file);
+                return Err(Error::msg(format!(
+                    "accumulation err='accumulating resources from '{v}': {missing}': must build at directory: not a valid directory: {missing}"
+                )));
+            }
+            let docs = read_yaml(self.fs, &file, self.opts.limits)?;
+            if let Some(d) = objects_from_docs(docs)?.first() {
+                return Err(Error::msg(plugin_refusal(d.api_version(), d.kind())));
+            }
+        }
         for v in &k.vars {
             acc.vars.push(vars::Var::from_node(v)?);
         }

@@ -93,6 +93,8 @@ pub struct Kustomization {
     pub transformers: Vec<String>,
     /// Files of generator configurations (only kustomize's builtin generators run).
     pub generators: Vec<String>,
+    /// Files of validator configurations (plugins, which kubectl does not run either).
+    pub validators: Vec<String>,
     pub sort_options: Option<Node>,
     pub build_metadata: Vec<String>,
     /// Fields naming features that would run programs or plugins (helm, exec generators,
@@ -814,6 +816,7 @@ impl Kustomization {
         k.configurations = str_list(doc, "configurations")?;
         k.transformers = str_list(doc, "transformers")?;
         k.generators = str_list(doc, "generators")?;
+        k.validators = str_list(doc, "validators")?;
         k.sort_options = doc.get("sortOptions").cloned();
         k.build_metadata = str_list(doc, "buildMetadata")?;
         k.file_name = "kustomization.yaml".into();
@@ -826,7 +829,6 @@ impl Kustomization {
             "helmCharts",
             "helmGlobals",
             "helmChartInflationGenerator",
-            "validators",
             "openapi",
         ] {
             let present = match doc.get(f) {
