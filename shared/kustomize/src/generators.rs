@@ -312,6 +312,13 @@ fn external(b: &Builder, dir: &str, k: &Kustomization) -> Result<Vec<(Object, St
 
 /// Runs a kustomization's generators and absorbs their output as kustomize does.
 pub(crate) fn run(b: &Builder, dir: &str, k: &Kustomization, acc: &mut Acc) -> Result<()> {
+    // Generators are all configured before any runs; a chart cannot be without helm.
+    if let Some(chart) = k.helm_charts.first() {
+        return Err(Error::msg(format!(
+            "trouble configuring builtin HelmChartInflationGenerator with config: `\n{}`: must specify --enable-helm",
+            crate::yaml::to_yaml(chart)?
+        )));
+    }
     let global = k.generator_options.as_ref();
     let mut generated = Vec::new();
     for a in &k.config_map_generator {

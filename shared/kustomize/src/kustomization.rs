@@ -95,6 +95,8 @@ pub struct Kustomization {
     pub generators: Vec<String>,
     /// Files of validator configurations (plugins, which kubectl does not run either).
     pub validators: Vec<String>,
+    /// Helm charts to inflate, which kubectl refuses without `--enable-helm` (as Flux does).
+    pub helm_charts: Vec<Node>,
     pub sort_options: Option<Node>,
     pub build_metadata: Vec<String>,
     /// Fields naming features that would run programs or plugins (helm, exec generators,
@@ -825,21 +827,17 @@ impl Kustomization {
                 k.deprecations.push(message);
             }
         }
-        for f in [
-            "helmCharts",
-            "helmGlobals",
-            "helmChartInflationGenerator",
-            "openapi",
-        ] {
-            let present = match doc.get(f) {
-                None => false,
-                Some(Node::Seq(s)) => !s.is_empty(),
-                Some(Node::Map(m)) => !m.is_empty(),
-                Some(n) => !n.is_null(),
-            };
-            if present {
-                k.unsupported.push(f.to_string());
-            }
+        for f in ["helmCharts", "helmChartInflationGenerator"] {
+            k.helm_charts.extend(seq(doc, f).iter().cloned());
+        }
+        // A custom OpenAPI schema would change how patches merge; the engine has only the
+        // builtin one.
+        if doc
+            .get("openapi")
+            .and_then(Node::as_map)
+            .is_some_and(|m| !m.is_empty())
+        {
+            k.unsupported.push("openapi".to_string());
         }
         Ok(k)
     }
