@@ -171,19 +171,47 @@ fn replaces(patch_elem: Option<&Node>) -> bool {
         == Some("replace")
 }
 
+/// A list element without its own `$patch` key (nested ones stay).
+fn without_directive(e: &Node) -> Node {
+    match e {
+        Node::Map(entries) => Node::Map(
+            entries
+                .iter()
+                .filter(|(k, _)| k != "$patch")
+                .cloned()
+                .collect(),
+        ),
+        other => other.clone(),
+    }
+}
+
+/// How the patch's elements relate to the resource's.
+#[derive(Clone, Copy, PartialEq)]
+pub(super) enum Sides {
+    /// A patch list merged into the resource's list.
+    Apart,
+    /// A list new to the resource: kyaml merges it with itself, one node on both sides, so a
+    /// directive it reads from the patch side is gone from the resource side too.
+    Shared,
+}
+
 /// Merges patch elements `src` into the resource's `dest` elements by `keys` (no keys: a list
-/// of scalars merged by value).
+/// of scalars merged by value). With [`Sides::Shared`], `dest` is the list itself and `src`
+/// is ignored.
 pub(super) fn merge_list(
     mut dest: Vec<Node>,
     src: Vec<Node>,
     keys: &[&str],
     elem: Sch,
     depth: usize,
+    sides: Sides,
 ) -> Result<Vec<Node>> {
+    let shared = sides == Sides::Shared;
     let primitive = keys.is_empty();
     let keys: &[&str] = if primitive { &[""] } else { keys };
     let mut values_list: Vec<Vec<String>> = Vec::new();
-    for e in src.iter().chain(dest.iter()) {
+    let patch_side: &[Node] = if shared { &[] } else { &src };
+    for e in patch_side.iter().chain(dest.iter()) {
         let v = if primitive {
             vec![text(e).to_string()]
         } else {
@@ -206,18 +234,23 @@ pub(super) fn merge_list(
         valid_keys.clone_from(&vk);
         let (ek, ev) = validate_keys(std::slice::from_ref(values), values, keys);
         let di = find_element(&dest, &ek, &ev);
-        let si = find_element(&src, &ek, &ev);
-        let patch_elem = si.map(|i| &src[i]);
-        let in_place = di.is_some() && !replaces(patch_elem);
-        let merged = merge(
-            di.map(|i| dest[i].clone()),
-            patch_elem.cloned(),
-            elem,
-            depth + 1,
-        )?;
+        let (resource_elem, patch_elem) = if shared {
+            let e = di.map(|i| &dest[i]);
+            (e.map(without_directive), e.cloned())
+        } else {
+            let si = find_element(&src, &ek, &ev);
+            (di.map(|i| dest[i].clone()), si.map(|i| src[i].clone()))
+        };
+        let in_place = di.is_some() && (shared || !replaces(patch_elem.as_ref()));
+        let merged = merge(resource_elem, patch_elem, elem, depth + 1)?;
         let mut val = match merged {
             Some(v) if !v.is_null() && !is_empty_map(&v) => v,
             _ => {
+                // The directive was read off the element, which stays if its key values
+                // do not find it.
+                if let Some(i) = di {
+                    dest[i] = without_directive(&dest[i]);
+                }
                 set_element(&mut dest, None, &vk, &vv);
                 continue;
             }

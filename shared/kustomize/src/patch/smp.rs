@@ -90,6 +90,9 @@ pub(super) fn merge(
     if depth > 200 {
         return Err(Error::msg("patch nests too deeply"));
     }
+    if src.is_none() {
+        return walk_unpatched(dest, s, depth);
+    }
     let dest_live = dest.as_ref().filter(|d| !d.is_null());
     let src_live = src.as_ref().filter(|d| !d.is_null());
     if let (Some(d), Some(o)) = (dest_live, src_live)
@@ -196,23 +199,76 @@ pub(super) fn merge(
                 _ => Vec::new(),
             };
             if dest_live.is_none() {
-                // Still process directives inside the new elements.
-                let mut out = Vec::new();
-                for it in src_items {
-                    if let Some(v) = merge(None, Some(it), elem, depth + 1)? {
-                        out.push(v);
-                    }
-                }
-                return Ok(Some(Node::Seq(out)));
+                // kyaml merges a new list with itself (one node on both sides, so directives
+                // it reads from the patch side are gone from the other): elements sharing key
+                // values collapse into one, and a deleted element survives when its key
+                // values do not find it.
+                let merged = assoc::merge_list(
+                    src_items,
+                    Vec::new(),
+                    &field.keys,
+                    elem,
+                    depth,
+                    assoc::Sides::Shared,
+                )?;
+                return Ok(Some(Node::Seq(merged)));
             }
-            assoc::merge_list(dest_items, src_items, &field.keys, elem, depth)
-                .map(|v| Some(Node::Seq(v)))
+            assoc::merge_list(
+                dest_items,
+                src_items,
+                &field.keys,
+                elem,
+                depth,
+                assoc::Sides::Apart,
+            )
+            .map(|v| Some(Node::Seq(v)))
         }
         Some(Node::Scalar(_)) => Ok(match src {
             Some(o) if tagged_null(&o) => None,
             Some(o) => Some(keep_quoting(dest_live, o)),
             None => dest,
         }),
+    }
+}
+
+/// A part of the resource the patch does not mention, as kyaml's walker still visits it: a
+/// key with no value at all (`key:`) is dropped (an explicit `null` or `~` stays), and
+/// associative lists are merged with themselves, so elements sharing key values collapse.
+/// Lists without merge keys are not entered.
+fn walk_unpatched(dest: Option<Node>, s: Sch, depth: usize) -> Result<Option<Node>> {
+    match dest {
+        None => Ok(None),
+        Some(Node::Scalar(sc))
+            if sc.value.is_empty() && matches!(sc.tag, Tag::Null | Tag::Implicit) =>
+        {
+            Ok(None)
+        }
+        Some(Node::Map(entries)) => {
+            let mut out = Vec::with_capacity(entries.len());
+            for (k, v) in entries {
+                let sch = child(s, &k);
+                if let Some(v) = merge(Some(v), None, sch, depth + 1)? {
+                    out.push((k, v));
+                }
+            }
+            Ok(Some(Node::Map(out)))
+        }
+        Some(Node::Seq(items)) => match s {
+            Sch::List(f) if f.strategy.split(',').any(|x| x == "merge") => {
+                let elem = f.reference.map(Sch::Def).unwrap_or(Sch::None);
+                let merged = assoc::merge_list(
+                    items,
+                    Vec::new(),
+                    &f.keys,
+                    elem,
+                    depth,
+                    assoc::Sides::Apart,
+                )?;
+                Ok(Some(Node::Seq(merged)))
+            }
+            _ => Ok(Some(Node::Seq(items))),
+        },
+        other => Ok(other),
     }
 }
 
