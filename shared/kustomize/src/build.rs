@@ -626,10 +626,22 @@ impl Builder<'_> {
         read_yaml(self.fs, &self.file_in(dir, rel)?, self.opts.limits)
     }
 
+    /// Whether `p` is in or below `dir` once symlinks are resolved, as kustomize's loader
+    /// checks it.
+    fn within(&self, p: &str, dir: &str) -> bool {
+        if !is_within(p, dir) {
+            return false;
+        }
+        match (self.fs.real_path(p), self.fs.real_path(dir)) {
+            (Some(rp), Some(rd)) => is_within(&rp, &rd),
+            _ => true,
+        }
+    }
+
     /// A file path of kustomization `dir`, which must stay inside `dir`.
     pub(crate) fn file_in(&self, dir: &str, rel: &str) -> Result<String> {
         let p = join(dir, rel)?;
-        if !is_within(&p, dir) {
+        if !self.within(&p, dir) {
             return Err(Error::msg(format!(
                 "security; file '{p}' is not in or below '{dir}'"
             )));
@@ -738,7 +750,7 @@ impl Builder<'_> {
 
     fn accumulate_file(&mut self, dir: &str, rel: &str, p: &str, acc: &mut Acc) -> Result<()> {
         let from = |e: Error| e.context(format!("accumulating resources from '{rel}'"));
-        if !is_within(p, dir) {
+        if !self.within(p, dir) {
             return Err(from(Error::msg(format!(
                 "security; file '{p}' is not in or below '{dir}'"
             ))));

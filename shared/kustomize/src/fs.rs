@@ -46,6 +46,11 @@ pub trait FileSystem {
     fn kind(&self, path: &str) -> Option<EntryKind>;
     /// The names in directory `path`, sorted.
     fn list(&self, path: &str) -> Result<Vec<String>, FsError>;
+    /// `path` with symlinks resolved, relative to the root (kustomize confines files to a
+    /// kustomization's directory by their real paths); `None` if it does not exist.
+    fn real_path(&self, path: &str) -> Option<String> {
+        Some(path.to_string())
+    }
 }
 
 /// Joins `rel` onto directory `dir` and normalizes `.` and `..`. Absolute paths and paths
@@ -173,6 +178,16 @@ impl FileSystem for DiskFs {
             .collect();
         names.sort();
         Ok(names)
+    }
+
+    fn real_path(&self, path: &str) -> Option<String> {
+        let real = self.resolve(path).ok()?;
+        let rel = real.strip_prefix(&self.root).ok()?;
+        let parts: Vec<String> = rel
+            .components()
+            .map(|c| c.as_os_str().to_string_lossy().into_owned())
+            .collect();
+        Some(parts.join("/"))
     }
 }
 
