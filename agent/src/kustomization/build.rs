@@ -17,7 +17,7 @@ use api::conditions::reasons;
 use api::kustomize::{Kustomization, KustomizationSpec};
 use k8s_openapi::api::core::v1::{ConfigMap, Secret};
 use kube::{Api, ResourceExt};
-use kustomize::{DiskFs, Options};
+use kustomize::{DiskFs, LoadRestrictions, Options};
 use serde_json::{Value, json};
 
 use super::decrypt::{self, Decryptor, Keys, SourceIndex};
@@ -134,8 +134,11 @@ pub fn build(
 ) -> Result<Vec<Value>, BuildError> {
     let path = normalize_path(spec.path.as_deref().unwrap_or("./"))?;
     let fs = DiskFs::new(root).map_err(|e| BuildError::Path(e.to_string()))?;
+    // Flux builds without kustomize's load restrictor: a kustomization may use any file of
+    // the artifact (`resources: [../shared/cm.yaml]`); the filesystem is still rooted at it.
     let options = Options {
         generate_missing_kustomization: true,
+        load_restrictions: LoadRestrictions::None,
         ..Options::default()
     };
     if !root.join(&path).is_dir() {
@@ -630,6 +633,29 @@ mod tests {
         let objects =
             build(dir.path(), &spec(ignoring), None, None).unwrap_or_else(|e| panic!("{e}"));
         assert_eq!(objects[0]["metadata"]["labels"]["tls"], "on");
+    }
+
+    #[test]
+    fn a_kustomization_reads_files_elsewhere_in_the_artifact_as_flux_allows() {
+        let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+        write(dir.path(), "shared/deploy.yaml", DEPLOYMENT);
+        write(
+            dir.path(),
+            "apps/web/kustomization.yaml",
+            "resources:\n- ../../shared/deploy.yaml\n",
+        );
+        let objects = build(dir.path(), &spec(json!({"path": "./apps/web"})), None, None)
+            .unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(objects.len(), 1);
+        write(
+            dir.path(),
+            "apps/web/kustomization.yaml",
+            "resources:\n- ../../../outside.yaml\n",
+        );
+        assert!(matches!(
+            build(dir.path(), &spec(json!({"path": "./apps/web"})), None, None),
+            Err(BuildError::Kustomize(_))
+        ));
     }
 
     #[test]

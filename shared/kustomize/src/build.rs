@@ -19,6 +19,20 @@ pub struct Options {
     pub generate_missing_kustomization: bool,
     /// Limits on every YAML file read.
     pub limits: Limits,
+    /// Whether a kustomization may read files outside its own directory.
+    pub load_restrictions: LoadRestrictions,
+}
+
+/// kustomize's `--load-restrictor`. Either way nothing outside the [`FileSystem`]'s root
+/// (the repository) is ever read.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum LoadRestrictions {
+    /// kubectl's default: a kustomization reads files in or below its directory only (other
+    /// directories come in as bases or components).
+    #[default]
+    RootOnly,
+    /// Flux's setting: any file of the repository, e.g. `resources: [../shared/cm.yaml]`.
+    None,
 }
 
 pub(crate) const KUSTOMIZATION_FILES: [&str; 3] =
@@ -629,6 +643,9 @@ impl Builder<'_> {
     /// Whether `p` is in or below `dir` once symlinks are resolved, as kustomize's loader
     /// checks it.
     fn within(&self, p: &str, dir: &str) -> bool {
+        if self.opts.load_restrictions == LoadRestrictions::None {
+            return true;
+        }
         if !is_within(p, dir) {
             return false;
         }
@@ -1043,7 +1060,7 @@ pub(crate) fn org_id(o: &Object) -> ResId {
 #[cfg(test)]
 mod tests {
     use crate::testutil::run;
-    use crate::{MemFs, Options, build};
+    use crate::{LoadRestrictions, MemFs, Options, build};
 
     #[test]
     fn files_outside_the_kustomization_root_are_refused() {
@@ -1061,6 +1078,29 @@ mod tests {
             "a",
         )
         .expect_err("above root");
+        assert!(
+            err.to_string().contains("not in or below the root"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn without_load_restrictions_any_file_of_the_repository_is_read_but_nothing_outside() {
+        let mut fs = MemFs::new();
+        fs.add("a/kustomization.yaml", "resources: [../b/x.yaml]\n");
+        fs.add(
+            "b/x.yaml",
+            "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: x\n",
+        );
+        let opts = Options {
+            load_restrictions: LoadRestrictions::None,
+            ..Options::default()
+        };
+        let built = build(&fs, "a", &opts).expect("a file of the repository is read");
+        assert_eq!(built.len(), 1);
+        let mut fs = MemFs::new();
+        fs.add("a/kustomization.yaml", "resources: [../../x.yaml]\n");
+        let err = build(&fs, "a", &opts).expect_err("above the root");
         assert!(
             err.to_string().contains("not in or below the root"),
             "{err}"

@@ -23,7 +23,7 @@ mod transformers;
 mod vars;
 pub mod yaml;
 
-pub use build::{Build, Options, build, build_with_warnings};
+pub use build::{Build, LoadRestrictions, Options, build, build_with_warnings};
 pub use error::{Error, Result};
 pub use fs::{DiskFs, FileSystem, MemFs};
 pub use patch::label_selector_matches;
