@@ -137,8 +137,10 @@ fn validate_keys<'k>(
 /// `mergeValues`: key tuples equal but for empty parts name the same element.
 fn merge_values(list: &mut [Vec<String>]) {
     for i in 0..list.len() {
+        // Go's range copies the outer element once; updates to it show only in later rounds.
+        let a = list[i].clone();
         for j in 0..list.len() {
-            let (a, b) = (&list[i], &list[j]);
+            let (a, b) = (&a, &list[j]);
             if a.len() != b.len() {
                 continue;
             }
@@ -200,7 +202,7 @@ pub(super) enum Sides {
 /// is ignored.
 pub(super) fn merge_list(
     mut dest: Vec<Node>,
-    src: Vec<Node>,
+    mut src: Vec<Node>,
     keys: &[&str],
     elem: Sch,
     depth: usize,
@@ -239,7 +241,13 @@ pub(super) fn merge_list(
             (e.map(without_directive), e.cloned())
         } else {
             let si = find_element(&src, &ek, &ev);
-            (di.map(|i| dest[i].clone()), si.map(|i| src[i].clone()))
+            let patch_elem = si.map(|i| src[i].clone());
+            // kyaml reads the directive off the patch's element: a later visit of the same
+            // element (key values merged into a repeated tuple) sees none.
+            if let Some(i) = si {
+                src[i] = without_directive(&src[i]);
+            }
+            (di.map(|i| dest[i].clone()), patch_elem)
         };
         let in_place = di.is_some() && (shared || !replaces(patch_elem.as_ref()));
         let merged = merge(resource_elem, patch_elem, elem, depth + 1)?;
