@@ -175,27 +175,36 @@ impl TransformerConfig {
 
 fn parse_tsv(text: &str) -> TransformerConfig {
     let mut c = TransformerConfig::default();
-    let field = |s: &str| {
+    let owned = |s: &str| {
         if s == "-" {
             String::new()
         } else {
-            s.to_string()
+            s.to_owned()
         }
     };
+    // Columns are taken in place (no per-line Vec): this runs at the start of every
+    // `flotilla kustomize` process.
     for line in text.lines() {
-        let cols: Vec<&str> = line.split('\t').collect();
-        match cols.as_slice() {
-            ["S", section, g, v, k, path, create] => {
-                let fs = FieldSpec {
-                    gvk: Gvk {
-                        group: field(g),
-                        version: field(v),
-                        kind: field(k),
-                    },
-                    path: path.to_string(),
-                    create: *create == "1",
-                };
-                let list = match *section {
+        let mut cols = line.split('\t');
+        let mut next = || cols.next().unwrap_or("");
+        let record = next();
+        let section = if record == "S" { next() } else { "" };
+        let gvk = {
+            let (g, v, k) = (next(), next(), next());
+            Gvk {
+                group: owned(g),
+                version: owned(v),
+                kind: owned(k),
+            }
+        };
+        let spec = |gvk: Gvk, path: &str, create: &str| FieldSpec {
+            gvk,
+            path: path.to_owned(),
+            create: create == "1",
+        };
+        match record {
+            "S" => {
+                let list = match section {
                     "namePrefix" => &mut c.name_prefix,
                     "nameSuffix" => &mut c.name_suffix,
                     "namespace" => &mut c.namespace,
@@ -207,27 +216,17 @@ fn parse_tsv(text: &str) -> TransformerConfig {
                     "replicas" => &mut c.replicas,
                     _ => continue,
                 };
-                list.push(fs);
+                let (path, create) = (next(), next());
+                list.push(spec(gvk, path, create));
             }
-            ["N", g, v, k] => c.name_reference.push(NameBackRef {
-                gvk: Gvk {
-                    group: field(g),
-                    version: field(v),
-                    kind: field(k),
-                },
+            "N" => c.name_reference.push(NameBackRef {
+                gvk,
                 referrers: Vec::new(),
             }),
-            ["R", g, v, k, path, create] => {
+            "R" => {
+                let (path, create) = (next(), next());
                 if let Some(b) = c.name_reference.last_mut() {
-                    b.referrers.push(FieldSpec {
-                        gvk: Gvk {
-                            group: field(g),
-                            version: field(v),
-                            kind: field(k),
-                        },
-                        path: path.to_string(),
-                        create: *create == "1",
-                    });
+                    b.referrers.push(spec(gvk, path, create));
                 }
             }
             _ => {}
