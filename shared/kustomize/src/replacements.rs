@@ -334,7 +334,8 @@ fn options(n: Option<&Node>) -> (String, i64, bool) {
 }
 
 fn set_field(target: &mut Node, value: &Node, delimiter: &str, index: i64) -> Result<()> {
-    let mut value = value.clone();
+    // A map or list value brings no text to a scalar.
+    let mut text = value.as_str().unwrap_or("").to_string();
     if !delimiter.is_empty() {
         let Node::Scalar(t) = &*target else {
             return Err(Error::msg(
@@ -342,25 +343,19 @@ fn set_field(target: &mut Node, value: &Node, delimiter: &str, index: i64) -> Re
             ));
         };
         let mut parts: Vec<String> = t.value.split(delimiter).map(str::to_string).collect();
-        let v = value.as_str().unwrap_or("").to_string();
         if index < 0 {
-            parts.insert(0, v);
+            parts.insert(0, text);
         } else if index as usize >= parts.len() {
-            parts.push(v);
+            parts.push(text);
         } else {
-            parts[index as usize] = v;
+            parts[index as usize] = text;
         }
-        if let Node::Scalar(s) = &mut value {
-            s.value = parts.join(delimiter);
-        }
+        text = parts.join(delimiter);
     }
-    match (&mut *target, &value) {
+    match &mut *target {
         // kyaml replaces only the text of a scalar target: its tag and style stay.
-        (Node::Scalar(t), Node::Scalar(v)) => {
-            t.value = v.value.clone();
-            check_typed_text(t)?;
-        }
-        _ => *target = value,
+        Node::Scalar(t) => t.value = text,
+        _ => *target = value.clone(),
     }
     Ok(())
 }
@@ -594,7 +589,26 @@ pub(crate) fn run(b: &Builder, dir: &str, reps: &[Node], objs: &mut [Object]) ->
     for r in &loaded {
         one(r, objs)?;
     }
-    Ok(())
+    // Text of another type in a number or boolean field fails only when kustomize decodes
+    // the objects for output: after all replacements ran, the first in output order.
+    let mut bad: Vec<Object> = objs
+        .iter()
+        .filter(|o| check_typed_tree(&o.node).is_err())
+        .cloned()
+        .collect();
+    crate::sort::apply(&mut bad, None)?;
+    match bad.first() {
+        Some(o) => check_typed_tree(&o.node),
+        None => Ok(()),
+    }
+}
+
+fn check_typed_tree(n: &Node) -> Result<()> {
+    match n {
+        Node::Scalar(s) => check_typed_text(s),
+        Node::Seq(items) => items.iter().try_for_each(check_typed_tree),
+        Node::Map(entries) => entries.iter().try_for_each(|(_, v)| check_typed_tree(v)),
+    }
 }
 
 #[cfg(test)]
