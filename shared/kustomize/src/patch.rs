@@ -221,13 +221,11 @@ fn apply_json_ops(acc: &mut Acc, target: &Selector, ops: &Node, store_id: bool) 
 
 /// A builtin transformer configuration under `transformers:`, when it is one kustomize runs
 /// through patches, replacements or its own fieldSpecs; `false` for any other.
-#[allow(dead_code)] // until build.rs calls it for `transformers:`
 pub(crate) fn run_builtin(b: &Builder, dir: &str, d: &Node, acc: &mut Acc) -> Result<bool> {
     builtin::run(b, dir, d, acc)
 }
 
 /// One entry of legacy `patchesJson6902` (kustomize's PatchJson6902Transformer).
-#[allow(dead_code)] // until build.rs calls it for `patchesJson6902`
 pub(crate) fn apply_legacy_json6902(
     b: &Builder,
     dir: &str,
