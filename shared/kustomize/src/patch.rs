@@ -249,6 +249,23 @@ pub(crate) fn apply_legacy_json6902(
         Some(ops @ Node::Seq(items)) if !items.is_empty() => {
             apply_json_ops(acc, target, ops, false)
         }
+        // What encoding/json says decoding anything but a list into a patch.
+        Some(other @ (Node::Map(_) | Node::Scalar(_))) if !other.is_null() => {
+            let kind = match other {
+                Node::Map(_) => "object",
+                Node::Scalar(s) => match crate::yaml::resolve_v3(&s.value) {
+                    _ if s.tag == crate::yaml::Tag::Str => "string",
+                    crate::yaml::Resolved::Bool(_) => "bool",
+                    crate::yaml::Resolved::Int(_) | crate::yaml::Resolved::Float(_) => "number",
+                    _ => "string",
+                },
+                Node::Seq(_) => "array",
+            };
+            Err(Error::msg(format!(
+                "decoding {}: json: cannot unmarshal {kind} into Go value of type jsonpatch.Patch",
+                crate::yaml::go_json(other).unwrap_or_default()
+            )))
+        }
         _ => Err(Error::msg(format!(
             "patch appears to be empty; file={}, JsonOp={}",
             path.unwrap_or(""),
