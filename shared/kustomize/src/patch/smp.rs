@@ -256,6 +256,16 @@ fn walk_unpatched(dest: Option<Node>, s: Sch, depth: usize) -> Result<Option<Nod
         Some(Node::Seq(items)) => match s {
             Sch::List(f) if f.strategy.split(',').any(|x| x == "merge") => {
                 let elem = f.reference.map(Sch::Def).unwrap_or(Sch::None);
+                if distinct_single_keys(&items, &f.keys) {
+                    // The common case, where kyaml's self-merge keeps every element in place.
+                    let mut out = Vec::with_capacity(items.len());
+                    for e in items {
+                        if let Some(v) = merge(Some(e), None, elem, depth + 1)? {
+                            out.push(v);
+                        }
+                    }
+                    return Ok(Some(Node::Seq(out)));
+                }
                 let merged = assoc::merge_list(
                     items,
                     Vec::new(),
@@ -270,6 +280,23 @@ fn walk_unpatched(dest: Option<Node>, s: Sch, depth: usize) -> Result<Option<Nod
         },
         other => Ok(other),
     }
+}
+
+/// Whether every element of a list merged by one key has a distinct, non-empty value for it.
+fn distinct_single_keys(items: &[Node], keys: &[&str]) -> bool {
+    let [key] = keys else { return false };
+    let mut seen: Vec<&str> = Vec::with_capacity(items.len());
+    for e in items {
+        match e.get(key) {
+            Some(n @ Node::Scalar(s))
+                if !n.is_null() && !s.value.is_empty() && !seen.contains(&s.value.as_str()) =>
+            {
+                seen.push(&s.value)
+            }
+            _ => return false,
+        }
+    }
+    true
 }
 
 /// Whether kyaml would hold `n` with a quoted (or block) style: text read from a file quoted,
