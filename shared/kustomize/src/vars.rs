@@ -18,6 +18,16 @@ pub struct Var {
     pub written_field_path: String,
 }
 
+/// encoding/json's field match, as kustomize decodes a var: the exact key, else one equal
+/// ignoring case (`objRef`, `fieldRef`, `fieldPath`).
+fn json_field<'a>(n: &'a Node, key: &str) -> Option<&'a Node> {
+    let m = n.as_map()?;
+    m.iter()
+        .find(|(k, _)| k == key)
+        .or_else(|| m.iter().find(|(k, _)| k.eq_ignore_ascii_case(key)))
+        .map(|(_, v)| v)
+}
+
 impl Var {
     /// Go's `%v` of kustomize's Var after defaulting, as its errors print it.
     fn go_display(&self) -> String {
@@ -43,7 +53,14 @@ impl Var {
     }
 
     pub fn from_node(n: &Node) -> Result<Var> {
-        let s = |p: &[&str]| n.str_at(p).unwrap_or("").to_string();
+        let s = |p: &[&str]| {
+            p.iter()
+                .try_fold(n, |n, k| json_field(n, k))
+                .filter(|v| !v.is_null())
+                .and_then(Node::as_str)
+                .unwrap_or("")
+                .to_string()
+        };
         let api = s(&["objref", "apiVersion"]);
         let mut gvk = Gvk::from_api_version(&api, &s(&["objref", "kind"]));
         if gvk.group.is_empty() {
