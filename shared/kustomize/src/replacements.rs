@@ -536,6 +536,69 @@ fn one(r: &Node, objs: &mut [Object]) -> Result<()> {
     Ok(())
 }
 
+const SELECTOR_FIELDS: &[&str] = &[
+    "group",
+    "version",
+    "kind",
+    "name",
+    "namespace",
+    "labelSelector",
+    "annotationSelector",
+];
+const OPTION_FIELDS: &[&str] = &["delimiter", "index", "encoding", "create"];
+
+/// The field names of kustomize's `Replacement` type at a path of field names.
+fn replacement_fields(path: &[&str]) -> &'static [&'static str] {
+    match path {
+        [] => &["source", "targets", "path", "sourceValue"],
+        ["source"] => &[
+            "group",
+            "version",
+            "kind",
+            "name",
+            "namespace",
+            "fieldPath",
+            "options",
+        ],
+        ["source", "options"] | ["targets", "options"] => OPTION_FIELDS,
+        ["targets"] => &["select", "reject", "fieldPaths", "options"],
+        ["targets", "select"] | ["targets", "reject"] => SELECTOR_FIELDS,
+        _ => &[],
+    }
+}
+
+/// A replacement read from a file, its keys spelled as kustomize's Go fields: encoding/json
+/// matches them ignoring case (`fieldpath`, `Source`).
+fn canonical_keys(n: Node) -> Node {
+    fn walk(n: Node, path: &mut Vec<&'static str>) -> Node {
+        match n {
+            Node::Map(entries) => {
+                let fields = replacement_fields(path);
+                Node::Map(
+                    entries
+                        .into_iter()
+                        .map(
+                            |(k, v)| match fields.iter().find(|f| f.eq_ignore_ascii_case(&k)) {
+                                Some(f) => {
+                                    path.push(f);
+                                    let v = walk(v, path);
+                                    path.pop();
+                                    (f.to_string(), v)
+                                }
+                                None => (k, v),
+                            },
+                        )
+                        .collect(),
+                )
+            }
+            // List elements share their field's path (`targets`, `reject`).
+            Node::Seq(items) => Node::Seq(items.into_iter().map(|i| walk(i, path)).collect()),
+            other => other,
+        }
+    }
+    walk(n, &mut Vec::new())
+}
+
 /// Go's `reflect.Kind` name of what a YAML value decodes to, for kustomize's error.
 fn go_kind(n: Option<&Node>) -> &'static str {
     match n {
@@ -576,8 +639,8 @@ pub(crate) fn run(b: &Builder, dir: &str, reps: &[Node], objs: &mut [Object]) ->
             .into_iter()
             .next();
         match doc {
-            Some(Node::Seq(items)) => loaded.extend(items),
-            Some(m @ Node::Map(_)) => loaded.push(m),
+            Some(Node::Seq(items)) => loaded.extend(items.into_iter().map(canonical_keys)),
+            Some(m @ Node::Map(_)) => loaded.push(canonical_keys(m)),
             other => {
                 return Err(Error::msg(format!(
                     "unsupported replacement type encountered within replacement path: {}",
