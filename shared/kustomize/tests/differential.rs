@@ -68,7 +68,10 @@ fn run_case(root: &Path) -> Result<(), String> {
             ));
         };
         if !reference.stderr.contains(&want) {
-            return Err(format!("kubectl's error lacks {want:?}: {}", reference.stderr));
+            return Err(format!(
+                "kubectl's error lacks {want:?}: {}",
+                reference.stderr
+            ));
         }
         return match built.and_then(|b| print(&b.objects)) {
             Ok(_) => Err(format!("kubectl failed ({want:?}), our build succeeded")),
@@ -77,7 +80,9 @@ fn run_case(root: &Path) -> Result<(), String> {
         };
     }
     if let Some(want) = error_contains {
-        return Err(format!("kubectl succeeded although the case expects {want:?}"));
+        return Err(format!(
+            "kubectl succeeded although the case expects {want:?}"
+        ));
     }
     let built = built.map_err(|e| format!("kubectl succeeded, our build failed: {e}"))?;
     let want_warnings: Vec<&str> = reference

@@ -12,8 +12,8 @@ mod parse;
 mod resolve;
 
 pub use emit::to_yaml;
-pub use json::{JsonError, go_json, go_json_string};
 pub(crate) use json::format_go_g;
+pub use json::{JsonError, go_json, go_json_string};
 pub use node::{Node, Scalar, Tag};
 pub use parse::{Limits, YamlError, parse_documents, parse_documents_last_key_wins};
 pub use resolve::{Resolved, resolve_v3, v2_plain_is_string};
