@@ -366,7 +366,74 @@ fn split_image(image: &str) -> (String, String, String) {
     }
 }
 
-fn update_image(n: &mut Node, img: &Image, matcher: &Regex) -> Result<()> {
+/// Which image references an `images` entry changes. kustomize splices the entry's name
+/// into a regular expression, so a `.` in it matches any character; plain names (nearly all)
+/// are matched by hand, which spares a regex compilation per entry in every build.
+enum ImageMatcher {
+    /// The name's characters, `None` for a `.`.
+    Name(Vec<Option<char>>),
+    Pattern(Regex),
+    /// The name is not a valid pattern: kustomize then changes nothing.
+    Never,
+}
+
+impl ImageMatcher {
+    fn new(name: &str) -> ImageMatcher {
+        const SPECIAL: &[char] = &[
+            '\\', '+', '*', '?', '(', ')', '|', '[', ']', '{', '}', '^', '$',
+        ];
+        if !name.contains(SPECIAL) {
+            return ImageMatcher::Name(name.chars().map(|c| (c != '.').then_some(c)).collect());
+        }
+        let pattern = format!(
+            "^{name}(:[a-zA-Z0-9_.{{}}-]*)?(@[a-zA-Z0-9]+([.+_-][a-zA-Z0-9]+)*:[a-zA-Z0-9_.{{}}-]*)?$"
+        );
+        Regex::new(&pattern).map_or(ImageMatcher::Never, ImageMatcher::Pattern)
+    }
+
+    fn is_match(&self, image: &str) -> bool {
+        match self {
+            ImageMatcher::Never => false,
+            ImageMatcher::Pattern(regex) => regex.is_match(image),
+            ImageMatcher::Name(name) => {
+                let mut chars = image.chars();
+                let name_matches = name.iter().all(|want| match (want, chars.next()) {
+                    (_, None) | (None, Some('\n')) => false,
+                    (None, Some(_)) => true,
+                    (Some(w), Some(c)) => *w == c,
+                });
+                name_matches && tag_and_digest_follow(chars.as_str())
+            }
+        }
+    }
+}
+
+/// `(:TAG)?(@DIGEST)?` to the end, with the character sets of kustomize's pattern:
+/// TAG `[a-zA-Z0-9_.{}-]*`, DIGEST `[a-zA-Z0-9]+([.+_-][a-zA-Z0-9]+)*:` then TAG characters.
+fn tag_and_digest_follow(rest: &str) -> bool {
+    let tag_char = |c: char| c.is_ascii_alphanumeric() || "_.{}-".contains(c);
+    let rest = match rest.strip_prefix(':') {
+        Some(tagged) => tagged.trim_start_matches(tag_char),
+        None => rest,
+    };
+    let Some(digest) = rest.strip_prefix('@') else {
+        return rest.is_empty();
+    };
+    let mut rest = digest;
+    loop {
+        let after = rest.trim_start_matches(|c: char| c.is_ascii_alphanumeric());
+        if after.len() == rest.len() {
+            return false;
+        }
+        match after.chars().next() {
+            Some(':') => return after[1..].chars().all(tag_char),
+            Some('.' | '+' | '_' | '-') => rest = &after[1..],
+            _ => return false,
+        }
+    }
+}
+
+fn update_image(n: &mut Node, img: &Image, matcher: &ImageMatcher) -> Result<()> {
     let Node::Scalar(s) = n else {
         return Err(Error::msg("image field is not a scalar"));
     };
@@ -405,7 +472,7 @@ fn update_image(n: &mut Node, img: &Image, matcher: &Regex) -> Result<()> {
 
 /// Walks every `containers`/`initContainers` list anywhere in the object (kustomize's legacy
 /// image filter, which runs before the field-spec one).
-fn legacy_images(n: &mut Node, img: &Image, matcher: &Regex) -> Result<()> {
+fn legacy_images(n: &mut Node, img: &Image, matcher: &ImageMatcher) -> Result<()> {
     match n {
         Node::Map(entries) => {
             for (k, v) in entries.iter_mut() {
@@ -430,13 +497,10 @@ fn legacy_images(n: &mut Node, img: &Image, matcher: &Regex) -> Result<()> {
 }
 
 pub(crate) fn images(objs: &mut [Object], img: &Image, cfg: &TransformerConfig) -> Result<()> {
-    let pattern = format!(
-        "^{}(:[a-zA-Z0-9_.{{}}-]*)?(@[a-zA-Z0-9]+([.+_-][a-zA-Z0-9]+)*:[a-zA-Z0-9_.{{}}-]*)?$",
-        img.name
-    );
-    let Ok(matcher) = Regex::new(&pattern) else {
+    let matcher = ImageMatcher::new(&img.name);
+    if let ImageMatcher::Never = matcher {
         return Ok(());
-    };
+    }
     for o in objs.iter_mut() {
         if o.kind() == "CustomResourceDefinition" {
             continue;
@@ -458,6 +522,40 @@ pub(crate) fn images(objs: &mut [Object], img: &Image, cfg: &TransformerConfig) 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn plain_image_names_match_as_kustomize_pattern_does() {
+        let cases = [
+            ("nginx", "nginx", true),
+            ("nginx", "nginx:1.2", true),
+            ("nginx", "nginx:", true),
+            ("nginx", "nginx@sha256:abc", true),
+            ("nginx", "nginx:1.2@sha256:abc", true),
+            ("nginx", "nginx@sha256", false),
+            ("nginx", "nginx@sha256:", true),
+            ("nginx", "nginx@a.b+c:d", true),
+            ("nginx", "nginx@a..b:d", false),
+            ("nginx", "nginx-other", false),
+            ("nginx", "nginx:1.2/x", false),
+            ("nginx", "my-nginx", false),
+            ("nginx", "ngin", false),
+            ("docker.io/nginx", "dockerxio/nginx:1", true),
+            ("docker.io/nginx", "docker\nio/nginx", false),
+            ("ghcr.io/a/b", "ghcr.io/a/b:{{tag}}", true),
+        ];
+        for (name, image, want) in cases {
+            let by_hand = ImageMatcher::new(name);
+            assert!(matches!(by_hand, ImageMatcher::Name(_)), "{name}");
+            let pattern = format!(
+                "^{name}(:[a-zA-Z0-9_.{{}}-]*)?(@[a-zA-Z0-9]+([.+_-][a-zA-Z0-9]+)*:[a-zA-Z0-9_.{{}}-]*)?$"
+            );
+            let regex = Regex::new(&pattern).expect("pattern compiles");
+            assert_eq!(regex.is_match(image), want, "regex: {name} vs {image}");
+            assert_eq!(by_hand.is_match(image), want, "by hand: {name} vs {image}");
+        }
+        assert!(matches!(ImageMatcher::new("a(b"), ImageMatcher::Never));
+        assert!(ImageMatcher::new("ng.*x").is_match("nginx:1"));
+    }
 
     #[test]
     fn image_references_split_like_kustomize() {
