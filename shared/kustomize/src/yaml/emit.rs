@@ -13,7 +13,8 @@ const INDENT: usize = 2;
 
 /// Prints one document the way `kubectl kustomize` prints a resource (no `---`).
 pub fn to_yaml(node: &Node) -> Result<String, JsonError> {
-    let v = value(node)?;
+    let mut v = value(node)?;
+    through_yaml_reader(&mut v)?;
     let v = renormalize(v);
     let mut e = Emitter {
         out: String::new(),
@@ -26,6 +27,73 @@ pub fn to_yaml(node: &Node) -> Result<String, JsonError> {
         e.out.push('\n');
     }
     Ok(e.out)
+}
+
+/// What go-yaml's reader makes of the JSON text of `v`: encoding/json escapes the C0 controls
+/// but writes DEL, the C1 controls and U+FFFE/U+FFFF as they are, which the reader refuses,
+/// and NEL (U+0085) as it is, which the reader takes for a line break inside a quoted scalar
+/// and folds.
+fn through_yaml_reader(v: &mut Value<'_>) -> Result<(), JsonError> {
+    let refused =
+        |c: char| matches!(c, '\u{7f}'..='\u{84}' | '\u{86}'..='\u{9f}' | '\u{fffe}' | '\u{ffff}');
+    let read = |text: &str| {
+        if text.contains(refused) {
+            return Err(JsonError::ControlCharacter);
+        }
+        Ok(text.contains('\u{85}').then(|| fold_line_breaks(text)))
+    };
+    match v {
+        Value::Str(text) => {
+            if let Some(folded) = read(text)? {
+                *text = folded.into();
+            }
+        }
+        Value::Seq(items) => items.iter_mut().try_for_each(through_yaml_reader)?,
+        Value::Map(entries) => {
+            for (key, value) in entries.iter_mut() {
+                if read(key)?.is_some() {
+                    // A folded key would need an owned key; kubectl's output for one is not
+                    // worth that: refuse it as the reader would refuse a control character.
+                    return Err(JsonError::ControlCharacter);
+                }
+                through_yaml_reader(value)?;
+            }
+        }
+        Value::Null | Value::Bool(_) | Value::Int(_) | Value::Float(_) => {}
+    }
+    Ok(())
+}
+
+/// YAML's folding of line breaks (here NEL) in a double-quoted scalar: blanks around a break
+/// dropped, a single break read as a space, each further break as a newline.
+fn fold_line_breaks(text: &str) -> String {
+    let lines: Vec<&str> = text.split('\u{85}').collect();
+    let mut out = String::new();
+    let mut breaks = 0;
+    for (i, line) in lines.iter().enumerate() {
+        let first = i == 0;
+        let last = i + 1 == lines.len();
+        let mut line = *line;
+        if !first {
+            line = line.trim_start_matches([' ', '\t']);
+        }
+        if !last {
+            line = line.trim_end_matches([' ', '\t']);
+        }
+        if !first && (line.is_empty() && !last) {
+            breaks += 1;
+            continue;
+        }
+        if !first {
+            if breaks == 0 {
+                out.push(' ');
+            }
+            out.extend(std::iter::repeat_n('\n', breaks));
+            breaks = 0;
+        }
+        out.push_str(line);
+    }
+    out
 }
 
 /// The JSON hop: floats come back as ints when JSON printed them without a fraction, and go-yaml

@@ -17,10 +17,16 @@ pub(crate) enum Value<'a> {
     Map(Vec<(&'a str, Value<'a>)>),
 }
 
-/// Why a node cannot be encoded as JSON.
+/// Why a node cannot go through kubectl's printing pipeline (JSON, then YAML).
 #[derive(Debug, thiserror::Error)]
-#[error("json: unsupported value: {0}")]
-pub struct JsonError(pub String);
+pub enum JsonError {
+    /// encoding/json refuses the value (NaN, infinities).
+    #[error("json: unsupported value: {0}")]
+    UnsupportedValue(String),
+    /// JSON leaves the character as it is and go-yaml's reader then refuses it.
+    #[error("yaml: control characters are not allowed")]
+    ControlCharacter,
+}
 
 pub(crate) fn value(node: &Node) -> Result<Value<'_>, JsonError> {
     Ok(match node {
@@ -37,7 +43,7 @@ pub(crate) fn value(node: &Node) -> Result<Value<'_>, JsonError> {
                 Resolved::Bool(b) => Value::Bool(b),
                 Resolved::Int(i) => Value::Int(i),
                 Resolved::Float(f) if f.is_finite() => Value::Float(f),
-                Resolved::Float(f) => return Err(JsonError(format_go_g(f))),
+                Resolved::Float(f) => return Err(JsonError::UnsupportedValue(format_go_g(f))),
                 Resolved::Str => Value::Str(s.value.as_str().into()),
                 Resolved::Timestamp(t) => Value::Str(t.into()),
             }
