@@ -694,11 +694,14 @@ impl Builder<'_> {
             }
         }
         for c in &k.crds {
-            let docs = self
-                .read_listed(dir, c)
-                .map_err(|e| e.context(format!("loading CRDs [{}]", k.crds.join(" "))))?;
+            let loading = |e: Error| e.context(format!("loading CRDs [{}]", k.crds.join(" ")));
+            let docs = self.read_listed(dir, c).map_err(loading)?;
             let mut add = TransformerConfig::default();
-            crate::crds::load(&docs, &mut add);
+            crate::crds::load(&docs, &mut add).map_err(|why| {
+                loading(Error::msg(format!(
+                    "unable to parse open API definition from '{c}': error unmarshaling JSON: while decoding JSON: {why}"
+                )))
+            })?;
             acc.add_config(add);
         }
         generators::run(self, dir, k, acc)?;

@@ -4,6 +4,7 @@
 //! `annotation` a commonAnnotations path, `identity` a name prefix path.
 
 use crate::fieldspec::{FieldSpec, NameBackRef, TransformerConfig};
+use crate::kustomization::JsonKind;
 use crate::resource::Gvk;
 use crate::yaml::{Node, Tag};
 
@@ -75,11 +76,24 @@ fn walk(
 }
 
 /// Adds the field specs the definitions in `docs` declare.
-pub(crate) fn load(docs: &[Node], cfg: &mut TransformerConfig) {
+/// Adds the field specs of the CRD definitions in `docs`; a document that is not kustomize's
+/// `map[string]OpenAPIDefinition` fails as its JSON decoding does.
+pub(crate) fn load(docs: &[Node], cfg: &mut TransformerConfig) -> Result<(), String> {
+    let refuse = |n: &Node, go_type: &str| match JsonKind::of(n) {
+        JsonKind::Null | JsonKind::Object => Ok(()),
+        other => Err(format!(
+            "json: cannot unmarshal {} into Go value of type accumulator.{go_type}",
+            other.word()
+        )),
+    };
     for types in docs {
+        refuse(types, "nameToApiMap")?;
         let Some(entries) = types.as_map() else {
             continue;
         };
+        for (_, definition) in entries {
+            refuse(definition, "OpenAPIDefinition")?;
+        }
         for (name, _) in entries {
             let Some(p) = props(types, name) else {
                 continue;
@@ -98,6 +112,7 @@ pub(crate) fn load(docs: &[Node], cfg: &mut TransformerConfig) {
             cfg.merge(add);
         }
     }
+    Ok(())
 }
 
 #[cfg(test)]
@@ -117,7 +132,7 @@ mod tests {
             .flatten()
             .collect();
         let mut cfg = TransformerConfig::default();
-        load(&docs, &mut cfg);
+        load(&docs, &mut cfg).expect("a map of definitions");
         assert_eq!(cfg.name_reference[0].gvk.kind, "ConfigMap");
         assert_eq!(cfg.name_reference[0].referrers[0].path, "spec/cfg/name");
         assert_eq!(cfg.common_labels[0].path, "spec/sel");

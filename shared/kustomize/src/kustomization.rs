@@ -419,7 +419,7 @@ impl GoType {
 
 /// What a YAML value is once sigs.k8s.io/yaml has turned it into JSON (go-yaml v2 typing).
 #[derive(Clone, Copy, PartialEq)]
-enum JsonKind {
+pub(crate) enum JsonKind {
     Null,
     Bool(bool),
     Number,
@@ -429,7 +429,7 @@ enum JsonKind {
 }
 
 impl JsonKind {
-    fn of(n: &Node) -> JsonKind {
+    pub(crate) fn of(n: &Node) -> JsonKind {
         let s = match n {
             Node::Map(_) => return JsonKind::Object,
             Node::Seq(_) => return JsonKind::Array,
@@ -451,7 +451,7 @@ impl JsonKind {
         }
     }
 
-    fn word(self) -> &'static str {
+    pub(crate) fn word(self) -> &'static str {
         match self {
             JsonKind::Null => "null",
             JsonKind::Bool(_) => "bool",
