@@ -131,9 +131,19 @@ fn namespace_one(
         if !fs.matches(&gvk) {
             continue;
         }
+        let id = o.cur_id();
         apply(&mut o.node, fs, Some(Create::Scalar), &mut |n| {
-            if matches!(n, Node::Map(_) | Node::Seq(_)) {
-                return Err(Error::msg("namespace field specs must target scalar nodes"));
+            let found = match n {
+                Node::Map(_) => "MappingNode",
+                Node::Seq(_) => "SequenceNode",
+                Node::Scalar(_) => "",
+            };
+            if !found.is_empty() {
+                return Err(Error::msg(format!(
+                    "namespace field specs must target scalar nodes: considering field '{}' of object {id}: wrong node kind: expected ScalarNode but got {found}: node contents:\n{}",
+                    fs.path,
+                    crate::yaml::to_yaml(n).unwrap_or_default()
+                )));
             }
             if !keeps(Some(n)) {
                 *n = Node::str(ns);
