@@ -9,4 +9,5 @@ mod agent_commands;
 mod agent_identity;
 mod agent_sessions;
 mod console;
+mod front;
 mod kube_registry;
