@@ -54,17 +54,6 @@ pub fn label_selector_matches(sel: &str, labels: &[(String, String)]) -> Result<
     selector::matches(sel, labels)
 }
 
-/// kustomize's `EffectiveNamespace`: selectors see an empty namespace as `default`.
-fn effective_namespace(id: &ResId) -> &str {
-    if id.gvk.is_cluster_scoped() {
-        "_non_namespaceable_"
-    } else if id.namespace.is_empty() {
-        "default"
-    } else {
-        &id.namespace
-    }
-}
-
 /// The objects a patch target selects: name, namespace, group, version and kind are anchored
 /// regular expressions; name and namespace may match the original or the current id.
 pub(crate) fn select(objs: &[Object], s: &Selector) -> Result<Vec<usize>> {
@@ -78,7 +67,9 @@ pub(crate) fn select(objs: &[Object], s: &Selector) -> Result<Vec<usize>> {
     for (i, o) in objs.iter().enumerate() {
         let org = crate::build::org_id(o);
         let cur = o.cur_id();
-        if !fits(&ns, effective_namespace(&org)) && !fits(&ns, effective_namespace(&cur)) {
+        if !fits(&ns, org.gvk.effective_namespace(&org.namespace))
+            && !fits(&ns, cur.gvk.effective_namespace(&cur.namespace))
+        {
             continue;
         }
         if !fits(&name, &org.name) && !fits(&name, &cur.name) {

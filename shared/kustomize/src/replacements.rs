@@ -107,8 +107,8 @@ impl IdSelector {
         id.gvk.is_selected_by(&self.gvk)
             && (self.name.is_empty() || self.name == id.name)
             && (self.namespace.is_empty()
-                || effective_namespace(&self.gvk, &self.namespace)
-                    == effective_namespace(&id.gvk, &id.namespace))
+                || self.gvk.effective_namespace(&self.namespace)
+                    == id.gvk.effective_namespace(&id.namespace))
     }
 
     fn has_id_fields(&self) -> bool {
@@ -124,17 +124,6 @@ impl IdSelector {
             || label_selector_matches(&self.label_selector, &o.meta_map("labels"))?)
             && (self.annotation_selector.is_empty()
                 || label_selector_matches(&self.annotation_selector, &o.meta_map("annotations"))?))
-    }
-}
-
-/// kyaml's `EffectiveNamespace`: no namespace is `default`, cluster-scoped kinds have none.
-fn effective_namespace<'a>(gvk: &Gvk, ns: &'a str) -> &'a str {
-    if gvk.is_cluster_scoped() {
-        "_non_namespaceable_"
-    } else if ns.is_empty() {
-        "default"
-    } else {
-        ns
     }
 }
 

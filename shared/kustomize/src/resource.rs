@@ -40,6 +40,18 @@ impl Gvk {
             && (sel.kind.is_empty() || sel.kind == self.kind)
     }
 
+    /// kyaml's `EffectiveNamespace` of an object of this kind in `namespace`: none means
+    /// `default`, and cluster-scoped kinds have none at all.
+    pub(crate) fn effective_namespace<'a>(&self, namespace: &'a str) -> &'a str {
+        if self.is_cluster_scoped() {
+            "_non_namespaceable_"
+        } else if namespace.is_empty() {
+            "default"
+        } else {
+            namespace
+        }
+    }
+
     /// Built-in kinds Kubernetes serves without a namespace.
     pub fn is_cluster_scoped(&self) -> bool {
         matches!(

@@ -267,17 +267,6 @@ fn substitute(n: &mut Node, values: &[(String, Node)]) -> Result<()> {
     }
 }
 
-/// kyaml's `EffectiveNamespace`.
-fn effective_namespace<'a>(gvk: &Gvk, ns: &'a str) -> &'a str {
-    if gvk.is_cluster_scoped() {
-        "_non_namespaceable_"
-    } else if ns.is_empty() {
-        "default"
-    } else {
-        ns
-    }
-}
-
 /// Resolves all variables and substitutes them.
 pub(crate) fn resolve(objs: &mut [Object], vars: &[Var], cfg: &TransformerConfig) -> Result<()> {
     if vars.is_empty() {
@@ -294,14 +283,14 @@ pub(crate) fn resolve(objs: &mut [Object], vars: &[Var], cfg: &TransformerConfig
         // kustomize's MergeVars: exact group/version/kind and name on any of an object's
         // ids; the namespace counts when given or when the kind has none.
         let ns_matters = !v.obj_namespace.is_empty() || v.gvk.is_cluster_scoped();
-        let want_ns = effective_namespace(&v.gvk, &v.obj_namespace);
+        let want_ns = v.gvk.effective_namespace(&v.obj_namespace);
         let found: Vec<&Object> = objs
             .iter()
             .filter(|o| {
                 o.all_ids().any(|id| {
                     id.gvk == v.gvk
                         && id.name == v.obj_name
-                        && (!ns_matters || effective_namespace(&id.gvk, &id.namespace) == want_ns)
+                        && (!ns_matters || id.gvk.effective_namespace(&id.namespace) == want_ns)
                 })
             })
             .collect();

@@ -1,6 +1,8 @@
 //! Every kustomize case of the conformance corpus (`$FLOTILLA_CORPUS/kustomize`), built and
 //! compared byte for byte with kubectl's output (or its error).
 
+mod common;
+
 use std::path::{Path, PathBuf};
 
 use kustomize::{DiskFs, Options, build_with_warnings, print};
@@ -16,19 +18,6 @@ fn corpus_dir() -> PathBuf {
         dir.display()
     );
     dir
-}
-
-fn first_difference(want: &str, got: &str) -> String {
-    for (i, (w, g)) in want.lines().zip(got.lines()).enumerate() {
-        if w != g {
-            return format!("line {}: want {:?} got {:?}", i + 1, w, g);
-        }
-    }
-    format!(
-        "length: want {} lines, got {}",
-        want.lines().count(),
-        got.lines().count()
-    )
 }
 
 fn run_case(dir: &Path) -> Result<(), String> {
@@ -75,35 +64,12 @@ fn run_case(dir: &Path) -> Result<(), String> {
     let want = std::fs::read_to_string(dir.join("expected.yaml")).map_err(|e| e.to_string())?;
     match result {
         Ok(got) if got == want => Ok(()),
-        Ok(got) => Err(first_difference(&want, &got)),
+        Ok(got) => Err(common::first_difference(&want, &got)),
         Err(e) => Err(format!("build failed: {e}")),
     }
 }
 
-/// One test per case (named after its directory, so `cargo test -p kustomize --test corpus
-/// -- NAME` runs one), every one of which must pass.
+/// One test per case directory: `cargo test -p kustomize --test corpus -- NAME`.
 fn main() -> std::process::ExitCode {
-    let arguments = libtest_mimic::Arguments::from_args();
-    let mut cases: Vec<PathBuf> = match std::fs::read_dir(corpus_dir()) {
-        Ok(entries) => entries
-            .filter_map(|e| e.ok().map(|e| e.path()))
-            .filter(|p| p.join("case.json").is_file())
-            .collect(),
-        Err(error) => {
-            eprintln!("the kustomize corpus cannot be read: {error}");
-            return std::process::ExitCode::FAILURE;
-        }
-    };
-    cases.sort();
-    let trials = cases
-        .into_iter()
-        .map(|dir| {
-            let name = dir
-                .file_name()
-                .map(|n| n.to_string_lossy().into_owned())
-                .unwrap_or_default();
-            libtest_mimic::Trial::test(name, move || run_case(&dir).map_err(Into::into))
-        })
-        .collect();
-    libtest_mimic::run(&arguments, trials).exit_code()
+    common::run_cases(&corpus_dir(), run_case)
 }

@@ -6,6 +6,8 @@
 //! `ENTRY` (the directory to build, relative to the root; `.` when absent) and
 //! `ERROR_CONTAINS` (kubectl must fail, and both errors must contain this text).
 
+mod common;
+
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
@@ -13,19 +15,6 @@ use kustomize::{DiskFs, Options, build_with_warnings, print};
 
 fn cases_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/cases")
-}
-
-fn first_difference(want: &str, got: &str) -> String {
-    for (i, (w, g)) in want.lines().zip(got.lines()).enumerate() {
-        if w != g {
-            return format!("line {}: kubectl {:?}, ours {:?}", i + 1, w, g);
-        }
-    }
-    format!(
-        "length: kubectl {} lines, ours {}",
-        want.lines().count(),
-        got.lines().count()
-    )
 }
 
 fn read_optional(path: &Path) -> Option<String> {
@@ -100,33 +89,11 @@ fn run_case(root: &Path) -> Result<(), String> {
     if got == reference.stdout {
         Ok(())
     } else {
-        Err(first_difference(&reference.stdout, &got))
+        Err(common::first_difference(&reference.stdout, &got))
     }
 }
 
 /// One test per case directory: `cargo test -p kustomize --test differential -- NAME`.
 fn main() -> std::process::ExitCode {
-    let arguments = libtest_mimic::Arguments::from_args();
-    let mut cases: Vec<PathBuf> = match std::fs::read_dir(cases_dir()) {
-        Ok(entries) => entries
-            .filter_map(|e| e.ok().map(|e| e.path()))
-            .filter(|p| p.is_dir())
-            .collect(),
-        Err(error) => {
-            eprintln!("the differential cases cannot be read: {error}");
-            return std::process::ExitCode::FAILURE;
-        }
-    };
-    cases.sort();
-    let trials = cases
-        .into_iter()
-        .map(|dir| {
-            let name = dir
-                .file_name()
-                .map(|n| n.to_string_lossy().into_owned())
-                .unwrap_or_default();
-            libtest_mimic::Trial::test(name, move || run_case(&dir).map_err(Into::into))
-        })
-        .collect();
-    libtest_mimic::run(&arguments, trials).exit_code()
+    common::run_cases(&cases_dir(), run_case)
 }
