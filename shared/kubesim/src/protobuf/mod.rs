@@ -27,6 +27,7 @@ enum Field<'a> {
     Fixed32(u32),
     Bytes(&'a [u8]),
 }
+
 fn varint(buf: &[u8], pos: &mut usize) -> ApiResult<u64> {
     let mut v: u64 = 0;
     for shift in (0..64).step_by(7) {
